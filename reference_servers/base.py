@@ -1,0 +1,88 @@
+"""What every reference-server runtime and backend agrees on.
+
+A *runtime* (MLServer, the KServe HuggingFace server) knows how to turn a :class:`ServerSpec`
+into a command line and the files it reads. A *backend* (local process, testcontainers, kind)
+knows how to run that and hand back a :class:`RunningServer` whose ``target`` the suite aims at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from servegate.fixtures.catalog import FixtureSet
+from servegate.targets import Target
+
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """What to start: which runtime, on which device, with which fixture models and options."""
+
+    runtime: str
+    device: str = "cpu"
+    #: fixture model names to load; empty means every model the runtime supports
+    models: tuple[str, ...] = ()
+    #: runtime options, e.g. parallel_workers, max_batch_size, max_batch_time_ms (MLServer);
+    #: workers, dtype, return_probabilities (KServe)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    #: seconds to wait for readiness before giving up
+    ready_timeout: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+
+
+@dataclass(frozen=True)
+class Ports:
+    http: int
+    grpc: int
+    metrics: int | None = None
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One process to run: its command line, extra environment and working directory."""
+
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    cwd: Path
+    #: model name -> fixture task, as the launched server will serve them
+    models: Mapping[str, str]
+    #: what the server is, for reports, e.g. "MLServer 1.7.1 (mlserver-huggingface 1.7.1)"
+    implementation: str
+    #: feature names this server is expected to support beyond what discovery finds
+    declared_features: frozenset[str] = frozenset()
+
+
+class Runtime(Protocol):
+    """Runtime-specific knowledge, shared by every backend."""
+
+    name: str
+
+    def requirements_file(self) -> Path:
+        """Pinned requirements of the runtime's own virtualenv."""
+        ...
+
+    def supported_tasks(self) -> frozenset[str]:
+        """HuggingFace pipeline tasks (fixtures.catalog.TASKS) this runtime can serve."""
+        ...
+
+    def prepare(
+        self, spec: ServerSpec, fixtures: FixtureSet, python: Path, ports: Ports, workdir: Path
+    ) -> Launch:
+        """Write whatever files the server reads into ``workdir`` and say how to start it."""
+        ...
+
+
+class RunningServer(Protocol):
+    """A started server; ``stop`` is idempotent and leaves nothing behind."""
+
+    target: Target
+    log_path: Path | None
+
+    def stop(self) -> None: ...
