@@ -30,6 +30,13 @@ class ModelInfo:
     name: str
     task: str | None = None
     version: str | None = None
+    #: what is known of the model's config (labels in id order, hidden size, mask token);
+    #: filled in for fixture models, empty for models discovered on an arbitrary target
+    labels: tuple[str, ...] = ()
+    hidden_size: int | None = None
+    mask_token: str | None = None
+    #: how the task was learnt: "declared" (--model or the launcher) or "name" (model name)
+    task_source: str = "declared"
 
 
 @dataclass(frozen=True)

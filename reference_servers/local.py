@@ -1,0 +1,198 @@
+"""The local-process backend: a reference server as a child process on this machine."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections import deque
+from pathlib import Path
+
+from servegate.errors import ServerStartError, ServegateError
+from servegate.fixtures.catalog import FixtureSet
+from servegate.protocols.v2_rest import V2RestClient
+from servegate.reference_servers.base import Launch, Ports, Runtime, ServerSpec
+from servegate.targets import Connection, ModelInfo, Target
+
+#: seconds a stopping server gets between SIGTERM and SIGKILL
+STOP_GRACE = 10.0
+POLL_INTERVAL = 0.5
+
+_running: set[LocalServer] = set()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def check_port_free(port: int, host: str = "127.0.0.1") -> None:
+    """ServegateError naming the port when something already listens on it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise ServegateError(f"port {port} on {host} is already in use") from None
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    try:
+        with path.open(errors="replace") as fh:
+            return "".join(deque(fh, maxlen=lines)).rstrip()
+    except OSError:
+        return ""
+
+
+class LocalServer:
+    """A reference server running as a local process group."""
+
+    def __init__(self, name: str, launch: Launch, target: Target, log_path: Path):
+        self.name = name
+        self.launch = launch
+        self.target = target
+        self.log_path: Path | None = log_path
+        self._log = log_path.open("ab")
+        env = {**os.environ, **launch.env}
+        self.proc = subprocess.Popen(
+            list(launch.argv),
+            cwd=launch.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            # its own process group, so stop() reaches every worker it forks
+            start_new_session=True,
+        )
+        _running.add(self)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Block until the server and every model are ready; ServerStartError otherwise."""
+        deadline = time.monotonic() + timeout
+        client = V2RestClient(self.target.http_url, Connection(timeout=5.0))
+        pending = list(self.target.models)
+        try:
+            while True:
+                code = self.proc.poll()
+                if code is not None:
+                    raise ServerStartError(
+                        f"{self.name} exited with code {code} while starting "
+                        f"(log: {self.log_path})",
+                        log_tail(self.log_path) if self.log_path else "",
+                    )
+                if _ready(client, pending):
+                    return
+                if time.monotonic() > deadline:
+                    raise ServerStartError(
+                        f"{self.name} was not ready within {timeout:.0f} s "
+                        f"(waiting for: {', '.join(pending) or 'the server'}; log: {self.log_path})",
+                        log_tail(self.log_path) if self.log_path else "",
+                    )
+                time.sleep(POLL_INTERVAL)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Stop the whole process group: SIGTERM, then SIGKILL after a grace period."""
+        if self.proc.poll() is None:
+            _signal_group(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                pass
+        # workers may outlive the parent: the group gets SIGKILL either way
+        _signal_group(self.proc.pid, signal.SIGKILL)
+        try:
+            self.proc.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            pass
+        self._log.close()
+        _running.discard(self)
+
+
+def _ready(client: V2RestClient, pending: list[str]) -> bool:
+    from servegate.errors import Unreachable
+
+    try:
+        if client.ready().status != 200:
+            return False
+        while pending:
+            if client.model_ready(pending[0]).status != 200:
+                return False
+            pending.pop(0)
+    except Unreachable:
+        return False
+    return True
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_running):
+        server.stop()
+
+
+def start_local(
+    runtime: Runtime,
+    spec: ServerSpec,
+    fixtures: FixtureSet,
+    python: Path,
+    *,
+    state_dir: Path,
+    logs_dir: Path,
+    http_port: int | None = None,
+    grpc_port: int | None = None,
+    name: str | None = None,
+) -> LocalServer:
+    """Start ``runtime`` as a local process and wait until it is ready.
+
+    Raises ServerStartError (with the log's last lines) when it dies or is not ready in time;
+    nothing is left running then.
+    """
+    name = name or f"{runtime.name}-{spec.device}"
+    for port in (http_port, grpc_port):
+        if port:
+            check_port_free(port)
+    ports = Ports(http=http_port or free_port(), grpc=grpc_port or free_port(), metrics=free_port())
+    workdir = state_dir / "run" / f"{name}-{ports.http}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    launch = runtime.prepare(spec, fixtures, python, ports, workdir)
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    log_path = logs_dir / f"{name}.log"
+    log_path.write_text("")
+    models = {}
+    for model, task in launch.models.items():
+        fx = fixtures.models.get(model)
+        models[model] = ModelInfo(
+            name=model,
+            task=task,
+            labels=fx.labels if fx else (),
+            hidden_size=fx.hidden_size if fx else None,
+            mask_token=fx.mask_token if fx else None,
+        )
+    target = Target(
+        name=name,
+        http_url=f"http://127.0.0.1:{ports.http}",
+        grpc_address=f"127.0.0.1:{ports.grpc}",
+        models=models,
+        implementation=launch.implementation,
+        declared_features=launch.declared_features,
+    )
+    server = LocalServer(name, launch, target, log_path)
+    try:
+        server.wait_ready(spec.ready_timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server

@@ -1,0 +1,173 @@
+"""The one HTTP transport every REST client uses: TLS, headers, timeouts, exchange records."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from servegate.errors import Unreachable
+from servegate.protocols.exchange import Exchange, excerpt
+from servegate.targets import Connection
+
+#: connection setup is retried this often (a refused connect is never a partial request)
+CONNECT_RETRIES = 2
+
+
+class NotJSON(AssertionError):
+    """A body that should have been JSON and was not."""
+
+
+@dataclass
+class Reply:
+    """An HTTP response with the exchange that produced it."""
+
+    status: int
+    headers: httpx.Headers
+    content: bytes
+    exchange: Exchange
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    def json(self) -> Any:
+        """The body parsed as JSON; NotJSON (an assertion failure) naming the exchange if not."""
+        try:
+            return jsonlib.loads(self.content)
+        except (ValueError, UnicodeDecodeError):
+            raise NotJSON(f"response body is not JSON\n{self.exchange.describe()}") from None
+
+    def describe(self) -> str:
+        return self.exchange.describe()
+
+
+class HttpSession:
+    """A keep-alive HTTP client bound to one base URL."""
+
+    def __init__(self, base_url: str, connection: Connection | None = None, protocol: str = "http"):
+        self.base_url = base_url.rstrip("/")
+        self.connection = connection or Connection()
+        self.protocol = protocol
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers=dict(self.connection.headers),
+            verify=self.connection.verify,
+            timeout=self.connection.timeout,
+            transport=httpx.HTTPTransport(retries=CONNECT_RETRIES, verify=self.connection.verify),
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> HttpSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _exchange(self, method: str, path: str, headers: Mapping[str, str], body: bytes | None):
+        return Exchange(
+            protocol=self.protocol,
+            method=method,
+            url=self.base_url + path,
+            request_headers=dict(headers),
+            request_body=excerpt(body),
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
+        """Send one request. ``json`` is serialised; ``content`` is sent as it is."""
+        hdrs = dict(headers or {})
+        body: bytes | None
+        if json is not None:
+            body = jsonlib.dumps(json).encode()
+            hdrs.setdefault("content-type", "application/json")
+        elif isinstance(content, str):
+            body = content.encode()
+        else:
+            body = content
+        exchange = self._exchange(method, path, hdrs, body)
+        try:
+            resp = self._client.request(
+                method,
+                path,
+                content=body,
+                headers=hdrs,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TransportError as exc:
+            raise Unreachable(f"{method} {self.base_url}{path}: {_describe(exc)}") from None
+        exchange.status = resp.status_code
+        exchange.response_headers = dict(resp.headers)
+        exchange.response_body = excerpt(resp.content)
+        return Reply(resp.status_code, resp.headers, resp.content, exchange)
+
+    def get(self, path: str, **kw: Any) -> Reply:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Reply:
+        return self.request("POST", path, **kw)
+
+    @contextmanager
+    def stream(
+        self, method: str, path: str, *, json: Any, headers: Mapping[str, str] | None = None
+    ) -> Iterator[StreamingReply]:
+        """Send a request and read its body incrementally (server-sent events)."""
+        hdrs = dict(headers or {})
+        body = jsonlib.dumps(json).encode()
+        hdrs.setdefault("content-type", "application/json")
+        exchange = self._exchange(method, path, hdrs, body)
+        try:
+            with self._client.stream(method, path, content=body, headers=hdrs) as resp:
+                exchange.status = resp.status_code
+                exchange.response_headers = dict(resp.headers)
+                yield StreamingReply(resp, exchange)
+        except httpx.TransportError as exc:
+            raise Unreachable(f"{method} {self.base_url}{path}: {_describe(exc)}") from None
+
+
+class StreamingReply:
+    """A response being read as it arrives; the exchange records what was read."""
+
+    def __init__(self, resp: httpx.Response, exchange: Exchange):
+        self._resp = resp
+        self.exchange = exchange
+        self.status = resp.status_code
+        self.headers = resp.headers
+        self._seen = bytearray()
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        for chunk in self._resp.iter_bytes():
+            self._seen.extend(chunk)
+            self.exchange.response_body = excerpt(bytes(self._seen))
+            yield chunk
+
+    def read(self) -> bytes:
+        for _ in self.iter_bytes():
+            pass
+        return bytes(self._seen)
+
+
+def _describe(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({exc}); is the server running and the URL right?"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer within the timeout ({type(exc).__name__})"
+    return f"{type(exc).__name__}: {exc}"

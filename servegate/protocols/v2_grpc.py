@@ -1,0 +1,200 @@
+"""Open Inference Protocol (V2) over gRPC (inference.GRPCInferenceService).
+
+The message and stub classes come from tritonclient, whose service is a superset of the
+protocol's under the same package and service names, so the bytes on the wire are the ones any
+V2 server expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf import text_format
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+from servegate.errors import Unreachable
+from servegate.protocols.exchange import Exchange, excerpt
+
+#: V2 datatype -> (InferTensorContents field, numpy dtype for raw contents)
+CONTENTS_FIELD: dict[str, tuple[str, str | None]] = {
+    "BOOL": ("bool_contents", "bool"),
+    "UINT8": ("uint_contents", "uint8"),
+    "UINT16": ("uint_contents", "uint16"),
+    "UINT32": ("uint_contents", "uint32"),
+    "UINT64": ("uint64_contents", "uint64"),
+    "INT8": ("int_contents", "int8"),
+    "INT16": ("int_contents", "int16"),
+    "INT32": ("int_contents", "int32"),
+    "INT64": ("int64_contents", "int64"),
+    "FP16": ("", "float16"),  # no typed field: FP16 travels only as raw contents
+    "FP32": ("fp32_contents", "float32"),
+    "FP64": ("fp64_contents", "float64"),
+    "BYTES": ("bytes_contents", None),
+}
+
+
+@dataclass
+class GrpcReply:
+    """A gRPC call's outcome: the response message, or the status code and details."""
+
+    code: grpc.StatusCode
+    details: str
+    message: Any
+    exchange: Exchange
+
+    @property
+    def ok(self) -> bool:
+        return self.code == grpc.StatusCode.OK
+
+    def describe(self) -> str:
+        return self.exchange.describe()
+
+
+class V2GrpcClient:
+    """Every V2 gRPC RPC; each call returns a GrpcReply for the caller to judge."""
+
+    def __init__(self, address: str, timeout: float = 30.0, metadata: Sequence[tuple[str, str]] = ()):
+        self.address = address
+        self.timeout = timeout
+        self.metadata = tuple(metadata)
+        self._channel = grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ],
+        )
+        self.stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def call(self, rpc: str, request: Any) -> GrpcReply:
+        exchange = Exchange(
+            protocol="v2-grpc",
+            method="RPC",
+            url=f"grpc://{self.address}/inference.GRPCInferenceService/{rpc}",
+            request_body=excerpt(text_format.MessageToString(request, as_one_line=True)),
+        )
+        try:
+            message = getattr(self.stub, rpc)(
+                request, timeout=self.timeout, metadata=self.metadata
+            )
+        except grpc.RpcError as err:
+            code = err.code()  # type: ignore[attr-defined]
+            details = err.details() or ""  # type: ignore[attr-defined]
+            if code == grpc.StatusCode.UNAVAILABLE and "connect" in details.lower():
+                raise Unreachable(f"gRPC {self.address}: {details}") from None
+            exchange.status = code.name
+            exchange.response_body = excerpt(details)
+            return GrpcReply(code, details, None, exchange)
+        exchange.status = "OK"
+        exchange.response_body = excerpt(text_format.MessageToString(message, as_one_line=True))
+        return GrpcReply(grpc.StatusCode.OK, "", message, exchange)
+
+    def live(self) -> GrpcReply:
+        return self.call("ServerLive", pb.ServerLiveRequest())
+
+    def ready(self) -> GrpcReply:
+        return self.call("ServerReady", pb.ServerReadyRequest())
+
+    def model_ready(self, model: str, version: str = "") -> GrpcReply:
+        return self.call("ModelReady", pb.ModelReadyRequest(name=model, version=version))
+
+    def server_metadata(self) -> GrpcReply:
+        return self.call("ServerMetadata", pb.ServerMetadataRequest())
+
+    def model_metadata(self, model: str, version: str = "") -> GrpcReply:
+        return self.call("ModelMetadata", pb.ModelMetadataRequest(name=model, version=version))
+
+    def infer(self, request: pb.ModelInferRequest) -> GrpcReply:
+        return self.call("ModelInfer", request)
+
+
+def infer_input(
+    name: str, datatype: str, shape: Sequence[int], data: Sequence[Any], *, raw: bool = False
+) -> tuple[pb.ModelInferRequest.InferInputTensor, bytes | None]:
+    """Build a request tensor from flat data: typed contents, or raw bytes when ``raw``.
+
+    Returns the tensor and, for raw, the bytes to append to raw_input_contents.
+    """
+    tensor = pb.ModelInferRequest.InferInputTensor(name=name, datatype=datatype, shape=list(shape))
+    field, np_dtype = CONTENTS_FIELD[datatype]
+    if raw or not field:
+        return tensor, encode_raw(datatype, data)
+    values = [v.encode() if isinstance(v, str) else v for v in data]
+    getattr(tensor.contents, field).extend(values)
+    return tensor, None
+
+
+def encode_raw(datatype: str, data: Sequence[Any]) -> bytes:
+    """Raw tensor bytes: little-endian elements; BYTES as 4-byte length prefixes + bytes."""
+    if datatype == "BYTES":
+        out = bytearray()
+        for item in data:
+            b = item.encode() if isinstance(item, str) else bytes(item)
+            out += len(b).to_bytes(4, "little") + b
+        return bytes(out)
+    np_dtype = CONTENTS_FIELD[datatype][1]
+    return np.asarray(data, dtype=np_dtype).astype(np.dtype(np_dtype).newbyteorder("<")).tobytes()
+
+
+def decode_raw(datatype: str, raw: bytes) -> list[Any]:
+    """Inverse of encode_raw, flat."""
+    if datatype == "BYTES":
+        out, pos = [], 0
+        while pos < len(raw):
+            size = int.from_bytes(raw[pos : pos + 4], "little")
+            out.append(raw[pos + 4 : pos + 4 + size])
+            pos += 4 + size
+        return out
+    np_dtype = np.dtype(CONTENTS_FIELD[datatype][1]).newbyteorder("<")
+    return np.frombuffer(raw, dtype=np_dtype).tolist()
+
+
+def output_values(response: pb.ModelInferResponse, index: int) -> list[Any]:
+    """Flat values of response output ``index``, from raw contents or typed contents."""
+    out = response.outputs[index]
+    if response.raw_output_contents:
+        return decode_raw(out.datatype, response.raw_output_contents[index])
+    field = CONTENTS_FIELD.get(out.datatype, ("", None))[0]
+    if not field:
+        return []
+    return list(getattr(out.contents, field))
+
+
+def build_request(
+    model: str,
+    inputs: Sequence[tuple[str, str, Sequence[int], Sequence[Any]]],
+    *,
+    raw: bool = False,
+    request_id: str = "",
+    version: str = "",
+    outputs: Sequence[str] = (),
+) -> pb.ModelInferRequest:
+    """A ModelInferRequest from (name, datatype, shape, flat data) tuples."""
+    request = pb.ModelInferRequest(model_name=model, model_version=version, id=request_id)
+    raws: list[bytes] = []
+    for name, datatype, shape, data in inputs:
+        tensor, raw_bytes = infer_input(name, datatype, shape, data, raw=raw)
+        request.inputs.append(tensor)
+        if raw_bytes is not None:
+            raws.append(raw_bytes)
+    if raws:
+        if len(raws) != len(request.inputs):
+            # raw and typed contents cannot be mixed in one request: send all raw
+            request.ClearField("inputs")
+            raws = []
+            for name, datatype, shape, data in inputs:
+                tensor, raw_bytes = infer_input(name, datatype, shape, data, raw=True)
+                request.inputs.append(tensor)
+                raws.append(raw_bytes or b"")
+        request.raw_input_contents.extend(raws)
+    for name in outputs:
+        request.outputs.append(pb.ModelInferRequest.InferRequestedOutputTensor(name=name))
+    return request
