@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from servegate.fixtures.catalog import FixtureSet
 from servegate.targets import Target
+
+if TYPE_CHECKING:
+    from servegate.fixtures.catalog import FixtureSet
 
 DEVICES = ("cpu", "cuda")
 

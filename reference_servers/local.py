@@ -10,12 +10,15 @@ import subprocess
 import time
 from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from servegate.errors import ServerStartError, ServegateError
-from servegate.fixtures.catalog import FixtureSet
 from servegate.protocols.v2_rest import V2RestClient
 from servegate.reference_servers.base import Launch, Ports, Runtime, ServerSpec
 from servegate.targets import Connection, ModelInfo, Target
+
+if TYPE_CHECKING:
+    from servegate.fixtures.catalog import FixtureSet
 
 #: seconds a stopping server gets between SIGTERM and SIGKILL
 STOP_GRACE = 10.0
@@ -187,7 +190,7 @@ def start_local(
         grpc_address=f"127.0.0.1:{ports.grpc}",
         models=models,
         implementation=launch.implementation,
-        declared_features=launch.declared_features,
+        features=launch.declared_features,
     )
     server = LocalServer(name, launch, target, log_path)
     try:

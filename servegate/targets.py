@@ -54,8 +54,8 @@ class Target:
     models: Mapping[str, ModelInfo] = field(default_factory=dict)
     #: what the server is, for reports ("unknown" when the user aims at a URL)
     implementation: str = "unknown"
-    #: features the target is known to support beyond what discovery finds
-    declared_features: frozenset[str] = frozenset()
+    #: features the target supports: declared by its launcher or the user, then discovered
+    features: frozenset[str] = frozenset()
     connection: Connection = field(default_factory=Connection)
 
     def with_models(self, models: Mapping[str, ModelInfo]) -> Target:

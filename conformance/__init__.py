@@ -1,0 +1,1 @@
+"""The servegate conformance suite: one test per rule, features declared beside it."""

@@ -1,0 +1,82 @@
+"""Starting a reference server from nothing: its env, the fixtures, the backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from servegate.errors import ServegateError
+from servegate.fixtures.catalog import FixtureSet, build_fixtures
+from servegate.reference_servers.base import RunningServer, ServerSpec
+from servegate.reference_servers.envs import ensure_env
+from servegate.reference_servers.registry import get_runtime
+
+BACKENDS = ("local", "testcontainers", "kind")
+
+
+def _fixtures_requirements() -> Path:
+    # the fixtures folder is mapped into the package as servegate.fixtures
+    from servegate import fixtures
+
+    return Path(fixtures.__file__).resolve().parent / "requirements.txt"
+
+
+def prepare_fixtures(state_dir: Path, log: Callable[[str], None] = print) -> FixtureSet:
+    """The tiny fixture models, built (once per content key) in their own env."""
+    python = ensure_env(state_dir, "fixtures", _fixtures_requirements(), log=log)
+    return build_fixtures(state_dir, python, log=log)
+
+
+def prepare_env(runtime_name: str, state_dir: Path, log: Callable[[str], None] = print) -> Path:
+    """The interpreter of the runtime's own env, created on first use."""
+    runtime = get_runtime(runtime_name)
+    return ensure_env(state_dir, runtime.name, runtime.requirements_file(), log=log)
+
+
+def start_reference(
+    runtime_name: str,
+    *,
+    state_dir: Path,
+    logs_dir: Path,
+    device: str = "cpu",
+    backend: str = "local",
+    options: Mapping[str, Any] | None = None,
+    models: tuple[str, ...] = (),
+    ready_timeout: float = 180.0,
+    http_port: int | None = None,
+    grpc_port: int | None = None,
+    log: Callable[[str], None] = print,
+) -> RunningServer:
+    """Start one reference server and return it ready; ServegateError on any failure."""
+    runtime = get_runtime(runtime_name)
+    if backend not in BACKENDS:
+        raise ServegateError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if backend != "local":
+        raise ServegateError(
+            f"backend {backend!r} is not available in this version of servegate; use 'local'"
+        )
+    spec = ServerSpec(
+        runtime=runtime.name,
+        device=device,
+        models=models,
+        options=dict(options or {}),
+        ready_timeout=ready_timeout,
+    )
+    fixtures = prepare_fixtures(state_dir, log)
+    python = prepare_env(runtime.name, state_dir, log)
+    from servegate.reference_servers.local import start_local
+
+    log(f"[{runtime.name}] starting ({backend}, {device})")
+    server = start_local(
+        runtime,
+        spec,
+        fixtures,
+        python,
+        state_dir=state_dir,
+        logs_dir=logs_dir,
+        http_port=http_port,
+        grpc_port=grpc_port,
+    )
+    log(f"[{runtime.name}] ready at {server.target.http_url} (gRPC {server.target.grpc_address})")
+    return server

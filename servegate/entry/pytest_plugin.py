@@ -1,0 +1,264 @@
+"""The pytest plugin: options, targets (a URL, or reference servers it starts), the protocol
+clients as fixtures, features, and the conformance report at the end of the run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from servegate.discovery import discover
+from servegate.entry.options import RunOptions, build_run_options
+from servegate.errors import ServegateError
+from servegate.features import UNSUPPORTED_PREFIX, unsupported_reason
+from servegate.protocols.openai import OpenAIClient
+from servegate.protocols.v1 import V1Client
+from servegate.protocols.v2_grpc import V2GrpcClient
+from servegate.protocols.v2_rest import V2RestClient
+from servegate.report.conformance import CaseResult, write_reports
+from servegate.targets import ModelInfo, Target
+
+STATE = pytest.StashKey["SuiteState"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("servegate", "servegate conformance")
+    group.addoption("--target", default=None, metavar="URL",
+                    help="HTTP base URL of a running server to check; without it the suite "
+                         "starts its reference servers")
+    group.addoption("--grpc-target", default=None, metavar="HOST:PORT",
+                    help="gRPC address of the same server (V2 gRPC checks)")
+    group.addoption("--model", action="append", default=[], metavar="NAME=TASK",
+                    help="declare the HuggingFace task of a served model (repeatable); models "
+                         "are discovered, and a name ending in -TASK implies that task")
+    group.addoption("--openai-base", default="/openai/v1", metavar="PATH",
+                    help="path of the OpenAI routes (KServe: /openai/v1; others: /v1)")
+    group.addoption("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                    help="extra header for every request, e.g. an Authorization bearer token")
+    group.addoption("--insecure", action="store_true", help="do not verify TLS certificates")
+    group.addoption("--ca-bundle", default=None, metavar="PATH", help="CA bundle for https")
+    group.addoption("--request-timeout", type=float, default=60.0, metavar="S",
+                    help="timeout of each request in seconds (default 60)")
+    group.addoption("--servers", default="mlserver,kserve", metavar="LIST",
+                    help="reference servers to start without --target (default mlserver,kserve)")
+    group.addoption("--backend", default="local", choices=["local", "testcontainers", "kind"],
+                    help="how to start reference servers (default local processes)")
+    group.addoption("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="device of the reference servers (default cpu)")
+    group.addoption("--state-dir", default=".servegate", metavar="DIR",
+                    help="where server envs, fixtures and run files live (default .servegate)")
+    group.addoption("--reports-dir", default="reports", metavar="DIR",
+                    help="where reports and server logs go (default reports)")
+    group.addoption("--ready-timeout", type=float, default=240.0, metavar="S",
+                    help="seconds a reference server may take to become ready (default 240)")
+    group.addoption("--features", default=None, metavar="LIST",
+                    help="features to treat as supported beyond those discovered")
+    group.addoption("--exempt-features", default=None, metavar="LIST",
+                    help="features to treat as unsupported even when discovered")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "features(*names): features of the target this check needs"
+    )
+    config.addinivalue_line("markers", "rule(text): the rule of the protocol a check states")
+    opt = config.getoption
+    try:
+        options = build_run_options(
+            target=opt("--target"),
+            grpc_target=opt("--grpc-target"),
+            models=opt("--model"),
+            openai_base=opt("--openai-base"),
+            headers=opt("--header"),
+            insecure=opt("--insecure"),
+            ca_bundle=opt("--ca-bundle"),
+            request_timeout=opt("--request-timeout"),
+            servers=opt("--servers"),
+            backend=opt("--backend"),
+            device=opt("--device"),
+            state_dir=opt("--state-dir"),
+            reports_dir=opt("--reports-dir"),
+            ready_timeout=opt("--ready-timeout"),
+            features=opt("--features"),
+            exempt_features=opt("--exempt-features"),
+        )
+    except ServegateError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[STATE] = SuiteState(config, options)
+
+
+class SuiteState:
+    """Targets of this run, the servers it started, and the results for the report."""
+
+    def __init__(self, config: pytest.Config, options: RunOptions):
+        self.config = config
+        self.options = options
+        self.targets: dict[str, Target] = {}
+        self.results: list[CaseResult] = []
+        self.started = time.time()
+
+    @property
+    def slots(self) -> list[str]:
+        if self.options.target is not None:
+            return [self.options.target.name]
+        return list(self.options.servers)
+
+    def say(self, message: str) -> None:
+        capman = self.config.pluginmanager.getplugin("capturemanager")
+        reporter = self.config.pluginmanager.getplugin("terminalreporter")
+        if capman is not None and reporter is not None:
+            with capman.global_and_fixture_disabled():
+                reporter.write_line(f"[servegate] {message}")
+        else:
+            print(f"[servegate] {message}")
+
+    def open_target(self, slot: str) -> tuple[Target, Any]:
+        """The Target for a slot, and the server to stop afterwards (None for a URL)."""
+        opts = self.options
+        if opts.target is not None:
+            target = discover(opts.target, opts.model_tasks)
+            self.say(f"target {target.http_url}: {target.implementation}; models: "
+                     f"{', '.join(f'{m.name} ({m.task or 'task unknown'})' for m in target.models.values()) or 'none'}")
+            return target, None
+        from servegate.reference_servers.manager import start_reference
+
+        started = time.monotonic()
+        server = start_reference(
+            slot,
+            state_dir=opts.state_dir,
+            logs_dir=opts.reports_dir / "logs",
+            device=opts.device,
+            backend=opts.backend,
+            ready_timeout=opts.ready_timeout,
+            log=self.say,
+        )
+        self.say(f"{slot} ready in {time.monotonic() - started:.1f} s")
+        try:
+            target = discover(server.target)
+        except BaseException:
+            server.stop()
+            raise
+        return target, server
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "target" in metafunc.fixturenames:
+        slots = metafunc.config.stash[STATE].slots
+        metafunc.parametrize("target", slots, indirect=True, scope="session", ids=slots)
+
+
+@pytest.fixture(scope="session")
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """The server under test (one per --target, or per reference server)."""
+    state: SuiteState = request.config.stash[STATE]
+    slot: str = request.param
+    try:
+        resolved, server = state.open_target(slot)
+    except ServegateError as exc:
+        pytest.exit(f"servegate: {exc}", returncode=3)
+    state.targets[slot] = resolved
+    try:
+        yield resolved
+    finally:
+        if server is not None:
+            state.say(f"stopping {slot}")
+            server.stop()
+
+
+def effective_features(config: pytest.Config, target: Target) -> frozenset[str]:
+    opts = config.stash[STATE].options
+    return (target.features | opts.extra_features) - opts.exempt_features
+
+
+@pytest.fixture(autouse=True)
+def _servegate_features(request: pytest.FixtureRequest) -> None:
+    """Turn a check whose features the target lacks into an *unsupported* result."""
+    marker = request.node.get_closest_marker("features")
+    if marker is None or "target" not in request.fixturenames:
+        return
+    target: Target = request.getfixturevalue("target")
+    have = effective_features(request.config, target)
+    missing = [f for f in marker.args if f not in have]
+    if missing:
+        pytest.skip(unsupported_reason(target.name, missing))
+
+
+@pytest.fixture
+def task_model(target: Target, task: str) -> ModelInfo:
+    """The target's model for the test's ``task``; unsupported when it serves none."""
+    models = target.models_for_task(task)
+    if not models:
+        pytest.skip(f"{UNSUPPORTED_PREFIX} {target.name} serves no {task} model")
+    return models[0]
+
+
+@pytest.fixture(scope="session")
+def v2(target: Target) -> Iterator[V2RestClient]:
+    client = V2RestClient(target.http_url, target.connection)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def v2_grpc(target: Target) -> Iterator[V2GrpcClient]:
+    if not target.grpc_address:
+        pytest.skip(f"{UNSUPPORTED_PREFIX} {target.name} has no gRPC address (--grpc-target)")
+    client = V2GrpcClient(target.grpc_address, timeout=target.connection.timeout)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def v1(target: Target) -> Iterator[V1Client]:
+    client = V1Client(target.http_url, target.connection)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def openai_client(target: Target) -> Iterator[OpenAIClient]:
+    client = OpenAIClient(target.http_url, target.connection, target.openai_base)
+    yield client
+    client.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    report = yield
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "target" not in callspec.params:
+        return report
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        state: SuiteState = item.config.stash[STATE]
+        marker = item.get_closest_marker("features")
+        rule = item.get_closest_marker("rule")
+        state.results.append(
+            CaseResult.from_report(
+                report,
+                target=str(callspec.params["target"]),
+                task=callspec.params.get("task"),
+                features=tuple(marker.args) if marker else (),
+                rule=(rule.args[0] if rule else (item.obj.__doc__ or "").strip().split("\n")[0])
+                if hasattr(item, "obj") else "",
+            )
+        )
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state: SuiteState | None = session.config.stash.get(STATE, None)
+    if state is None or not state.results:
+        return
+    paths = write_reports(
+        state.options.reports_dir,
+        state.results,
+        {slot: t for slot, t in state.targets.items()},
+        started=state.started,
+    )
+    reporter = session.config.pluginmanager.getplugin("terminalreporter")
+    if reporter is not None:
+        for path in paths:
+            reporter.write_line(f"[servegate] report: {Path(path)}")
