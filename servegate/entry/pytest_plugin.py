@@ -120,8 +120,11 @@ class SuiteState:
         opts = self.options
         if opts.target is not None:
             target = discover(opts.target, opts.model_tasks)
-            self.say(f"target {target.http_url}: {target.implementation}; models: "
-                     f"{', '.join(f'{m.name} ({m.task or 'task unknown'})' for m in target.models.values()) or 'none'}")
+            served = ", ".join(
+                f"{m.name} ({m.task or 'task unknown'})" for m in target.models.values()
+            )
+            self.say(f"target {target.http_url}: {target.implementation}; "
+                     f"models: {served or 'none'}")
             return target, None
         from servegate.reference_servers.manager import start_reference
 

@@ -155,11 +155,10 @@ def write_reports(
     for slot in slots:
         report = build_report(slot, targets.get(slot), [r for r in results if r.target == slot],
                               started)
-        stem = reports_dir / f"conformance-{slot}"
-        json_path = stem.with_suffix(".json")
+        json_path = reports_dir / f"conformance-{slot}.json"
         json_path.write_text(json.dumps(report, indent=2) + "\n")
         md = render_markdown(report)
-        md_path = stem.with_suffix(".md")
+        md_path = reports_dir / f"conformance-{slot}.md"
         md_path.write_text(md)
         written += [json_path, md_path]
         summary.append(md)

@@ -1,0 +1,63 @@
+"""Shared pieces of servegate's own tests."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from servegate.fixtures.catalog import FixtureSet
+from servegate.reference_servers.base import Launch, Ports, ServerSpec
+
+TESTS = Path(__file__).resolve().parent
+TINY_V2 = TESTS / "servers" / "tiny_v2.py"
+
+
+
+class TinyRuntime:
+    """A Runtime whose server is tests/servers/tiny_v2.py, with behaviour switches."""
+
+    name = "tiny"
+
+    def __init__(self, *extra: str):
+        self.extra = list(extra)
+
+    def requirements_file(self) -> Path:
+        return TESTS / "servers" / "requirements.txt"
+
+    def supported_tasks(self) -> frozenset[str]:
+        return frozenset({"text-classification"})
+
+    def prepare(self, spec: ServerSpec, fixtures: FixtureSet, python: Path, ports: Ports,
+                workdir: Path) -> Launch:
+        return Launch(
+            argv=[str(python), str(TINY_V2), "--port", str(ports.http), *self.extra],
+            env={},
+            cwd=workdir,
+            models={"tiny-text-classification": "text-classification"},
+            implementation="tiny test server",
+        )
+
+
+@pytest.fixture
+def empty_fixtures(tmp_path: Path) -> FixtureSet:
+    return FixtureSet(root=tmp_path, key="test", models={})
+
+
+@pytest.fixture
+def python() -> Path:
+    return Path(sys.executable)
+
+
+@pytest.fixture
+def tiny_server(tmp_path: Path, empty_fixtures: FixtureSet, python: Path) -> Iterator:
+    """A running tiny V2 server started through the local backend."""
+    from servegate.reference_servers.local import start_local
+
+    server = start_local(TinyRuntime(), ServerSpec(runtime="tiny", ready_timeout=20),
+                         empty_fixtures, python, state_dir=tmp_path / "state",
+                         logs_dir=tmp_path / "logs")
+    yield server
+    server.stop()
