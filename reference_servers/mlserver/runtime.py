@@ -12,7 +12,8 @@ Options (``ServerSpec.options``):
   max_batch_size as the pipeline's batch size.
 - ``dtype`` ("auto", "float32", "float16", "bfloat16"): see :func:`_dtype_model_dir`.
 - ``optimum`` (bool): ONNX Runtime through optimum (``optimum_model``). Not in
-  :data:`OPTIONS_VERIFIED`: with optimum 1.23.3 and torch 2.13 the ONNX export fails at load.
+  :data:`OPTIONS_VERIFIED`: the model is exported to ONNX at load, and torch 2.13's exporter
+  imports onnxscript, which the pinned env lacks; the model fails to load and MLServer exits.
 """
 
 from __future__ import annotations
