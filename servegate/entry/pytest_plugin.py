@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from servegate.deviations import Deviation, find_deviation, load_deviations
 from servegate.discovery import discover
 from servegate.entry.options import RunOptions, build_run_options
 from servegate.errors import ServegateError
@@ -22,6 +23,7 @@ from servegate.report.conformance import CaseResult, write_reports
 from servegate.targets import ModelInfo, Target
 
 STATE = pytest.StashKey["SuiteState"]()
+DEFAULT_DEVIATIONS = Path(__file__).resolve().parents[2] / "conformance" / "deviations"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,6 +60,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="features to treat as supported beyond those discovered")
     group.addoption("--exempt-features", default=None, metavar="LIST",
                     help="features to treat as unsupported even when discovered")
+    group.addoption("--deviations", action="append", default=None, metavar="FILE",
+                    help="expected-deviations file (repeatable); default: every file in "
+                         "conformance/deviations/")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -85,17 +90,25 @@ def pytest_configure(config: pytest.Config) -> None:
             features=opt("--features"),
             exempt_features=opt("--exempt-features"),
         )
+        deviation_files = [Path(p) for p in opt("--deviations") or []] or sorted(
+            DEFAULT_DEVIATIONS.glob("*.yaml")
+        )
+        for path in deviation_files:
+            if not path.is_file():
+                raise ServegateError(f"--deviations {path}: no such file")
+        deviations = load_deviations(deviation_files)
     except ServegateError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.stash[STATE] = SuiteState(config, options)
+    config.stash[STATE] = SuiteState(config, options, deviations)
 
 
 class SuiteState:
     """Targets of this run, the servers it started, and the results for the report."""
 
-    def __init__(self, config: pytest.Config, options: RunOptions):
+    def __init__(self, config: pytest.Config, options: RunOptions, deviations: list[Deviation]):
         self.config = config
         self.options = options
+        self.deviations = deviations
         self.targets: dict[str, Target] = {}
         self.results: list[CaseResult] = []
         self.started = time.time()
@@ -234,8 +247,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     callspec = getattr(item, "callspec", None)
     if callspec is None or "target" not in callspec.params:
         return report
+    state: SuiteState = item.config.stash[STATE]
+    target = getattr(item, "funcargs", {}).get("target")
+    if report.when == "call" and isinstance(target, Target):
+        _apply_deviation(report, state, item.name, target)
     if report.when == "call" or (report.when == "setup" and not report.passed):
-        state: SuiteState = item.config.stash[STATE]
         marker = item.get_closest_marker("features")
         rule = item.get_closest_marker("rule")
         state.results.append(
@@ -249,6 +265,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
             )
         )
     return report
+
+
+def _apply_deviation(report: pytest.TestReport, state: SuiteState, name: str,
+                     target: Target) -> None:
+    """Strict expected deviations: a listed failure is expected; a listed pass fails."""
+    deviation = find_deviation(state.deviations, name, target.implementation)
+    if deviation is None:
+        return
+    if report.failed:
+        report.outcome = "skipped"
+        report.wasxfail = (  # type: ignore[attr-defined]
+            f"expected deviation of {target.implementation} ({deviation.reference}): "
+            f"{deviation.reason}"
+        )
+    elif report.passed:
+        report.outcome = "failed"
+        report.longrepr = (
+            f"expected deviation now passes: remove entry {deviation.source} "
+            f"({deviation.reference}) for {target.implementation}"
+        )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

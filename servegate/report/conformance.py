@@ -17,7 +17,7 @@ from servegate.features import UNSUPPORTED_PREFIX
 from servegate.redaction import redact_text
 from servegate.targets import Target
 
-OUTCOMES = ("passed", "failed", "unsupported", "skipped", "error")
+OUTCOMES = ("passed", "failed", "expected-deviation", "unsupported", "skipped", "error")
 #: longest failure message kept per case
 MESSAGE_LIMIT = 4000
 
@@ -45,7 +45,10 @@ class CaseResult:
         rule: str,
     ) -> CaseResult:
         message = ""
-        if report.skipped:
+        if hasattr(report, "wasxfail"):
+            outcome = "expected-deviation"
+            message = str(report.wasxfail)
+        elif report.skipped:
             longrepr = report.longrepr
             reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
             reason = reason.removeprefix("Skipped: ")

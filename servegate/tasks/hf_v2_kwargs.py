@@ -27,7 +27,8 @@ def request_for(task: str) -> dict[str, Any]:
     if task == "question-answering":
         inputs = [_text("question", examples.QUESTION), _text("context", examples.CONTEXT)]
     elif task == "image-classification":
-        inputs = [tensor("inputs", "BYTES", [1], [examples.png_base64()],
+        # the image pipeline's argument is `images`; `inputs` is not accepted there
+        inputs = [tensor("images", "BYTES", [1], [examples.png_base64()],
                          content_type="pillow_image")]
     else:
         text = {
