@@ -86,9 +86,7 @@ def build_run_options(
     if ca_bundle and not Path(ca_bundle).is_file():
         raise BadTarget(f"--ca-bundle {ca_bundle!r}: no such file")
     verify: bool | str = False if insecure else (ca_bundle or True)
-    connection = Connection(
-        headers=parse_headers(headers), verify=verify, timeout=request_timeout
-    )
+    connection = Connection(headers=parse_headers(headers), verify=verify, timeout=request_timeout)
     options = RunOptions(
         model_tasks=model_tasks,
         backend=backend,

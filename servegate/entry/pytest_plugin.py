@@ -28,47 +28,110 @@ DEFAULT_DEVIATIONS = Path(__file__).resolve().parents[2] / "conformance" / "devi
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("servegate", "servegate conformance")
-    group.addoption("--target", default=None, metavar="URL",
-                    help="HTTP base URL of a running server to check; without it the suite "
-                         "starts its reference servers")
-    group.addoption("--grpc-target", default=None, metavar="HOST:PORT",
-                    help="gRPC address of the same server (V2 gRPC checks)")
-    group.addoption("--model", action="append", default=[], metavar="NAME=TASK",
-                    help="declare the HuggingFace task of a served model (repeatable); models "
-                         "are discovered, and a name ending in -TASK implies that task")
-    group.addoption("--openai-base", default="/openai/v1", metavar="PATH",
-                    help="path of the OpenAI routes (KServe: /openai/v1; others: /v1)")
-    group.addoption("--header", action="append", default=[], metavar="'NAME: VALUE'",
-                    help="extra header for every request, e.g. an Authorization bearer token")
+    group.addoption(
+        "--target",
+        default=None,
+        metavar="URL",
+        help="HTTP base URL of a running server to check; without it the suite "
+        "starts its reference servers",
+    )
+    group.addoption(
+        "--grpc-target",
+        default=None,
+        metavar="HOST:PORT",
+        help="gRPC address of the same server (V2 gRPC checks)",
+    )
+    group.addoption(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=TASK",
+        help="declare the HuggingFace task of a served model (repeatable); models "
+        "are discovered, and a name ending in -TASK implies that task",
+    )
+    group.addoption(
+        "--openai-base",
+        default="/openai/v1",
+        metavar="PATH",
+        help="path of the OpenAI routes (KServe: /openai/v1; others: /v1)",
+    )
+    group.addoption(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="extra header for every request, e.g. an Authorization bearer token",
+    )
     group.addoption("--insecure", action="store_true", help="do not verify TLS certificates")
     group.addoption("--ca-bundle", default=None, metavar="PATH", help="CA bundle for https")
-    group.addoption("--request-timeout", type=float, default=60.0, metavar="S",
-                    help="timeout of each request in seconds (default 60)")
-    group.addoption("--servers", default="mlserver,kserve", metavar="LIST",
-                    help="reference servers to start without --target (default mlserver,kserve)")
-    group.addoption("--backend", default="local", choices=["local", "testcontainers", "kind"],
-                    help="how to start reference servers (default local processes)")
-    group.addoption("--device", default="cpu", choices=["cpu", "cuda"],
-                    help="device of the reference servers (default cpu)")
-    group.addoption("--state-dir", default=".servegate", metavar="DIR",
-                    help="where server envs, fixtures and run files live (default .servegate)")
-    group.addoption("--reports-dir", default="reports", metavar="DIR",
-                    help="where reports and server logs go (default reports)")
-    group.addoption("--ready-timeout", type=float, default=240.0, metavar="S",
-                    help="seconds a reference server may take to become ready (default 240)")
-    group.addoption("--features", default=None, metavar="LIST",
-                    help="features to treat as supported beyond those discovered")
-    group.addoption("--exempt-features", default=None, metavar="LIST",
-                    help="features to treat as unsupported even when discovered")
-    group.addoption("--deviations", action="append", default=None, metavar="FILE",
-                    help="expected-deviations file (repeatable); default: every file in "
-                         "conformance/deviations/")
+    group.addoption(
+        "--request-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="timeout of each request in seconds (default 60)",
+    )
+    group.addoption(
+        "--servers",
+        default="mlserver,kserve",
+        metavar="LIST",
+        help="reference servers to start without --target (default mlserver,kserve)",
+    )
+    group.addoption(
+        "--backend",
+        default="local",
+        choices=["local", "testcontainers", "kind"],
+        help="how to start reference servers (default local processes)",
+    )
+    group.addoption(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="device of the reference servers (default cpu)",
+    )
+    group.addoption(
+        "--state-dir",
+        default=".servegate",
+        metavar="DIR",
+        help="where server envs, fixtures and run files live (default .servegate)",
+    )
+    group.addoption(
+        "--reports-dir",
+        default="reports",
+        metavar="DIR",
+        help="where reports and server logs go (default reports)",
+    )
+    group.addoption(
+        "--ready-timeout",
+        type=float,
+        default=240.0,
+        metavar="S",
+        help="seconds a reference server may take to become ready (default 240)",
+    )
+    group.addoption(
+        "--features",
+        default=None,
+        metavar="LIST",
+        help="features to treat as supported beyond those discovered",
+    )
+    group.addoption(
+        "--exempt-features",
+        default=None,
+        metavar="LIST",
+        help="features to treat as unsupported even when discovered",
+    )
+    group.addoption(
+        "--deviations",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="expected-deviations file (repeatable); default: every file in "
+        "conformance/deviations/",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "features(*names): features of the target this check needs"
-    )
+    config.addinivalue_line("markers", "features(*names): features of the target this check needs")
     config.addinivalue_line("markers", "rule(text): the rule of the protocol a check states")
     opt = config.getoption
     try:
@@ -136,8 +199,9 @@ class SuiteState:
             served = ", ".join(
                 f"{m.name} ({m.task or 'task unknown'})" for m in target.models.values()
             )
-            self.say(f"target {target.http_url}: {target.implementation}; "
-                     f"models: {served or 'none'}")
+            self.say(
+                f"target {target.http_url}: {target.implementation}; models: {served or 'none'}"
+            )
             return target, None
         from servegate.reference_servers.manager import start_reference
 
@@ -261,14 +325,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
                 task=callspec.params.get("task"),
                 features=tuple(marker.args) if marker else (),
                 rule=(rule.args[0] if rule else (item.obj.__doc__ or "").strip().split("\n")[0])
-                if hasattr(item, "obj") else "",
+                if hasattr(item, "obj")
+                else "",
             )
         )
     return report
 
 
-def _apply_deviation(report: pytest.TestReport, state: SuiteState, name: str,
-                     target: Target) -> None:
+def _apply_deviation(
+    report: pytest.TestReport, state: SuiteState, name: str, target: Target
+) -> None:
     """Strict expected deviations: a listed failure is expected; a listed pass fails."""
     deviation = find_deviation(state.deviations, name, target.implementation)
     if deviation is None:

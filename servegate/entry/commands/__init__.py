@@ -1,0 +1,8 @@
+"""The subcommands of ``servegate``: one module each, each with ``register(subparsers)``."""
+
+#: modules whose register() adds a subcommand, in the order --help lists them
+COMMANDS = (
+    "servegate.entry.commands.serve",
+    "servegate.entry.commands.prepare",
+    "servegate.entry.commands.run",
+)
