@@ -3,6 +3,7 @@ requirements, because the runtimes' pins conflict with each other and with the s
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import venv
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from servegate.errors import EnvironmentSetupError
 
@@ -45,10 +47,36 @@ def ensure_env(
     python = env_python(directory)
     if (directory / COMPLETE_MARKER).exists() and python.exists():
         return python
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    # one creator at a time: a second run (another shell, a parallel CI job) waits, then reuses
+    with open(directory.parent / f".{directory.name}.lock", "w") as lock:
+        if not _try_lock(lock):
+            log(f"[{name}] another process is creating {directory}; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        return _create(directory, python, name, requirements, log, timeout)
+
+
+def _try_lock(lock: IO[str]) -> bool:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _create(
+    directory: Path,
+    python: Path,
+    name: str,
+    requirements: Path,
+    log: Callable[[str], None],
+    timeout: float,
+) -> Path:
+    if (directory / COMPLETE_MARKER).exists() and python.exists():
+        return python
     if directory.exists():
         log(f"[{name}] removing an incomplete env at {directory}")
         shutil.rmtree(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
     log(f"[{name}] creating env {directory} from {requirements} (first use; minutes)")
     started = time.monotonic()
     venv.EnvBuilder(with_pip=True, clear=True).create(directory)
