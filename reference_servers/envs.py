@@ -53,7 +53,10 @@ def ensure_env(
         if not _try_lock(lock):
             log(f"[{name}] another process is creating {directory}; waiting for it")
             fcntl.flock(lock, fcntl.LOCK_EX)
-        return _create(directory, python, name, requirements, log, timeout)
+        try:
+            return _create(directory, python, name, requirements, log, timeout)
+        except OSError as exc:
+            raise EnvironmentSetupError(f"[{name}] creating {directory} failed: {exc}") from None
 
 
 def _try_lock(lock: IO[str]) -> bool:

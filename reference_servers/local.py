@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -12,9 +14,10 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from servegate.errors import ServerStartError, ServegateError
-from servegate.protocols.v2_rest import V2RestClient
 from servegate.reference_servers.base import Launch, Ports, Runtime, ServerSpec
+
+from servegate.errors import ServegateError, ServerStartError
+from servegate.protocols.v2_rest import V2RestClient
 from servegate.targets import Connection, ModelInfo, Target
 
 if TYPE_CHECKING:
@@ -71,6 +74,7 @@ class LocalServer:
             stderr=subprocess.STDOUT,
             # its own process group, so stop() reaches every worker it forks
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         _running.add(self)
 
@@ -91,9 +95,10 @@ class LocalServer:
                 if _ready(client, pending):
                     return
                 if time.monotonic() > deadline:
+                    waiting = ", ".join(pending) or "the server"
                     raise ServerStartError(
                         f"{self.name} was not ready within {timeout:.0f} s "
-                        f"(waiting for: {', '.join(pending) or 'the server'}; log: {self.log_path})",
+                        f"(waiting for: {waiting}; log: {self.log_path})",
                         log_tail(self.log_path) if self.log_path else "",
                     )
                 time.sleep(POLL_INTERVAL)
@@ -104,18 +109,24 @@ class LocalServer:
         """Stop the whole process group: SIGTERM, then SIGKILL after a grace period."""
         if self.proc.poll() is None:
             _signal_group(self.proc.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                pass
         # workers may outlive the parent: the group gets SIGKILL either way
         _signal_group(self.proc.pid, signal.SIGKILL)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            pass
         self._log.close()
         _running.discard(self)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the process that started us dies, even by
+    SIGKILL, so a killed test run leaves no server behind (Linux; a no-op elsewhere)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _ready(client: V2RestClient, pending: list[str]) -> bool:
@@ -134,10 +145,8 @@ def _ready(client: V2RestClient, pending: list[str]) -> bool:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 @atexit.register

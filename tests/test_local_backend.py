@@ -92,3 +92,36 @@ def test_port_in_use_is_named(tmp_path, empty_fixtures, python):
 def test_log_is_written_under_logs_dir(tiny_server):
     assert tiny_server.log_path.exists()
     assert "tiny_v2 listening" in tiny_server.log_path.read_text()
+
+
+def test_server_dies_with_a_killed_parent(tmp_path, python):
+    """A run killed with SIGKILL (no cleanup code runs) still leaves no server behind."""
+    import signal
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+from servegate.fixtures.catalog import FixtureSet
+from servegate.reference_servers.base import ServerSpec
+from servegate.reference_servers.local import start_local
+from tests.conftest import TinyRuntime
+tmp = Path({str(tmp_path)!r})
+server = start_local(TinyRuntime(), ServerSpec(runtime="tiny", ready_timeout=20),
+                     FixtureSet(root=tmp, key="k", models={{}}), Path(sys.executable),
+                     state_dir=tmp / "state", logs_dir=tmp / "logs")
+print(server.proc.pid, flush=True)
+import time; time.sleep(60)
+"""
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    assert _alive(child)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)

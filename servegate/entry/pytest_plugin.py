@@ -3,6 +3,8 @@ clients as fixtures, features, and the conformance report at the end of the run.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,6 +165,20 @@ def pytest_configure(config: pytest.Config) -> None:
     except ServegateError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[STATE] = SuiteState(config, options, deviations)
+    _stop_cleanly_on_sigterm()
+
+
+def _stop_cleanly_on_sigterm() -> None:
+    """A CI runner cancels a job with SIGTERM: treat it like Ctrl-C, so servers are stopped
+    and the reports of what ran are still written."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 class SuiteState:
