@@ -14,10 +14,9 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from servegate.reference_servers.base import Launch, Ports, Runtime, ServerSpec
-
 from servegate.errors import ServegateError, ServerStartError
 from servegate.protocols.v2_rest import V2RestClient
+from servegate.reference_servers.base import Launch, Ports, Runtime, ServerSpec
 from servegate.targets import Connection, ModelInfo, Target
 
 if TYPE_CHECKING:
