@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,30 +80,9 @@ class LocalServer:
 
     def wait_ready(self, timeout: float) -> None:
         """Block until the server and every model are ready; ServerStartError otherwise."""
-        deadline = time.monotonic() + timeout
-        client = V2RestClient(self.target.http_url, Connection(timeout=5.0))
-        pending = list(self.target.models)
-        try:
-            while True:
-                code = self.proc.poll()
-                if code is not None:
-                    raise ServerStartError(
-                        f"{self.name} exited with code {code} while starting "
-                        f"(log: {self.log_path})",
-                        log_tail(self.log_path) if self.log_path else "",
-                    )
-                if _ready(client, pending):
-                    return
-                if time.monotonic() > deadline:
-                    waiting = ", ".join(pending) or "the server"
-                    raise ServerStartError(
-                        f"{self.name} was not ready within {timeout:.0f} s "
-                        f"(waiting for: {waiting}; log: {self.log_path})",
-                        log_tail(self.log_path) if self.log_path else "",
-                    )
-                time.sleep(POLL_INTERVAL)
-        finally:
-            client.close()
+        wait_until_ready(
+            self.target, timeout, name=self.name, log_path=self.log_path, exit_code=self.proc.poll
+        )
 
     def stop(self) -> None:
         """Stop the whole process group: SIGTERM, then SIGKILL after a grace period."""
@@ -126,6 +106,43 @@ def _die_with_parent() -> None:
     SIGKILL, so a killed test run leaves no server behind (Linux; a no-op elsewhere)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def wait_until_ready(
+    target: Target,
+    timeout: float,
+    *,
+    name: str,
+    log_path: Path | None,
+    exit_code: Callable[[], int | None],
+) -> None:
+    """Block until ``target`` and every one of its models answer ready; ServerStartError otherwise.
+
+    Shared by every backend: ``exit_code`` says whether the server (process, container, pod)
+    has ended, so a server that dies while starting fails at once instead of at the deadline.
+    """
+    deadline = time.monotonic() + timeout
+    client = V2RestClient(target.http_url, Connection(timeout=5.0))
+    pending = list(target.models)
+    try:
+        while True:
+            code = exit_code()
+            if code is not None:
+                raise ServerStartError(
+                    f"{name} exited with code {code} while starting (log: {log_path})",
+                    log_tail(log_path) if log_path else "",
+                )
+            if _ready(client, pending):
+                return
+            if time.monotonic() > deadline:
+                raise ServerStartError(
+                    f"{name} was not ready within {timeout:.0f} s "
+                    f"(waiting for: {', '.join(pending) or 'the server'}; log: {log_path})",
+                    log_tail(log_path) if log_path else "",
+                )
+            time.sleep(POLL_INTERVAL)
+    finally:
+        client.close()
 
 
 def _ready(client: V2RestClient, pending: list[str]) -> bool:
