@@ -43,6 +43,16 @@ _FEATURES = [
         "(KServe huggingfaceserver encoding)",
     ),
     *(Feature(f"task-{t}", f"serves a model for the HuggingFace task {t}") for t in TASKS),
+    # Capabilities the profiles below group; discovery or --features declares them.
+    Feature(
+        "v2-binary-tensor", "V2 REST binary tensor data extension (Inference-Header-Content-Length)"
+    ),
+    Feature("v2-model-versions", "V2 routes with a model version: /v2/models/{m}/versions/{v}"),
+    Feature("openai-completions", "OpenAI completions: POST {base}/completions"),
+    Feature("openai-chat", "OpenAI chat completions: POST {base}/chat/completions"),
+    Feature("openai-stream", "OpenAI streaming answers as server-sent events ending data: [DONE]"),
+    Feature("openai-stream-usage", "OpenAI stream_options.include_usage: a final usage chunk"),
+    Feature("openai-embeddings", "OpenAI embeddings: POST {base}/embeddings"),
 ]
 
 FEATURES: dict[str, Feature] = {f.name: f for f in _FEATURES}
@@ -58,3 +68,105 @@ UNSUPPORTED_PREFIX = "unsupported:"
 
 def unsupported_reason(target_name: str, missing: list[str]) -> str:
     return f"{UNSUPPORTED_PREFIX} {target_name} lacks feature(s) {', '.join(missing)}"
+
+
+#: the feature a check of a task-parametrised test implies (its model must serve the task)
+TASK_FEATURES = frozenset(f"task-{t}" for t in TASKS)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named set of features a runtime claims as a whole, as Gateway API's conformance
+    profiles do: every *core* feature is required; *extended* features are optional, but the
+    checks of those the target supports must pass."""
+
+    name: str
+    description: str
+    core: frozenset[str]
+    extended: frozenset[str]
+
+    @property
+    def features(self) -> frozenset[str]:
+        return self.core | self.extended
+
+    def covers(self, features: frozenset[str] | set[str]) -> bool:
+        """Whether a check needing ``features`` belongs to this profile."""
+        return bool(features) and features <= self.features
+
+    def is_core(self, features: frozenset[str] | set[str]) -> bool:
+        return bool(features) and features <= self.core
+
+
+_PROFILES = [
+    Profile(
+        "oip-rest",
+        "Open Inference Protocol (V2) over REST",
+        core=frozenset({"v2-rest"}),
+        extended=frozenset(
+            {"hf-v2-kwargs", "hf-v2-input0", "v2-binary-tensor", "v2-model-versions"}
+        )
+        | TASK_FEATURES,
+    ),
+    Profile(
+        "oip-grpc",
+        "Open Inference Protocol (V2) over gRPC",
+        core=frozenset({"v2-grpc"}),
+        extended=frozenset({"hf-v2-kwargs", "hf-v2-input0", "v2-model-versions"}) | TASK_FEATURES,
+    ),
+    Profile(
+        "kserve-v1",
+        "KServe V1 protocol: model list, readiness, predict",
+        core=frozenset({"v1"}),
+        extended=TASK_FEATURES,
+    ),
+    Profile(
+        "openai",
+        "OpenAI-compatible API: models list, completions, chat, streaming, embeddings",
+        core=frozenset({"openai"}),
+        extended=frozenset(
+            {
+                "openai-completions",
+                "openai-chat",
+                "openai-stream",
+                "openai-stream-usage",
+                "openai-embeddings",
+            }
+        )
+        | TASK_FEATURES,
+    ),
+]
+
+PROFILES: dict[str, Profile] = {p.name: p for p in _PROFILES}
+
+
+def parse_profiles(value: str | None) -> tuple[str, ...]:
+    """Split a comma-separated profile list; ValueError naming the unknown ones."""
+    names = tuple(dict.fromkeys(n.strip() for n in (value or "").split(",") if n.strip()))
+    unknown = [n for n in names if n not in PROFILES]
+    if unknown:
+        raise ValueError(f"unknown profile(s) {', '.join(unknown)}; known: {', '.join(PROFILES)}")
+    return names
+
+
+def case_features(features: tuple[str, ...] | list[str], task: str | None) -> frozenset[str]:
+    """The features a check needs: those it declares, plus its task's when it has one."""
+    implied = {f"task-{task}"} if task and f"task-{task}" in FEATURES else set()
+    return frozenset(features) | implied
+
+
+#: protocol of a check, from the first matching feature prefix (for the report's matrix)
+PROTOCOL_PREFIXES = (
+    ("v2-grpc", "V2 gRPC"),
+    ("v2-", "V2 REST"),
+    ("hf-v2-", "V2 REST"),
+    ("v1", "KServe V1"),
+    ("openai", "OpenAI"),
+)
+
+
+def protocol_of(features: tuple[str, ...] | list[str]) -> str:
+    """The protocol a check exercises, named for people ("V2 REST"); "other" when none."""
+    for prefix, protocol in PROTOCOL_PREFIXES:
+        if any(f == prefix or f.startswith(prefix) for f in features):
+            return protocol
+    return "other"
