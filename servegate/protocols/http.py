@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json as jsonlib
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -46,23 +46,69 @@ class Reply:
         return self.exchange.describe()
 
 
-class HttpSession:
-    """A keep-alive HTTP client bound to one base URL."""
+class RawStream(Protocol):
+    """A response whose body is read as it arrives, as a Transport hands it over."""
 
-    def __init__(self, base_url: str, connection: Connection | None = None, protocol: str = "http"):
+    status_code: int
+    headers: httpx.Headers
+
+    def iter_bytes(self) -> Iterator[bytes]: ...
+
+
+class Transport(Protocol):
+    """Another way to move bytes for an HttpSession (e.g. a load generator's own HTTP engine).
+
+    ``send`` returns (status, headers, body); both methods raise ``Unreachable`` when no
+    response arrives. Everything above the bytes (exchanges, replies, SSE) stays the session's.
+    """
+
+    def send(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None,
+        timeout: float | None,
+    ) -> tuple[int, httpx.Headers, bytes]: ...
+
+    def stream(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> AbstractContextManager[RawStream]: ...
+
+    def close(self) -> None: ...
+
+
+class HttpSession:
+    """A keep-alive HTTP client bound to one base URL.
+
+    ``transport`` replaces httpx for sending (the load tests pass Locust's gevent HTTP engine);
+    requests, replies and exchange records are the same either way.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        connection: Connection | None = None,
+        protocol: str = "http",
+        transport: Transport | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self.connection = connection or Connection()
         self.protocol = protocol
-        self._client = httpx.Client(
-            base_url=self.base_url,
-            headers=dict(self.connection.headers),
-            verify=self.connection.verify,
-            timeout=self.connection.timeout,
-            transport=httpx.HTTPTransport(retries=CONNECT_RETRIES, verify=self.connection.verify),
-        )
+        self.transport = transport
+        self._client: httpx.Client | None = None
+        if transport is None:
+            self._client = httpx.Client(
+                base_url=self.base_url,
+                headers=dict(self.connection.headers),
+                verify=self.connection.verify,
+                timeout=self.connection.timeout,
+                transport=httpx.HTTPTransport(
+                    retries=CONNECT_RETRIES, verify=self.connection.verify
+                ),
+            )
 
     def close(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
+        if self.transport is not None:
+            self.transport.close()
 
     def __enter__(self) -> HttpSession:
         return self
@@ -100,6 +146,17 @@ class HttpSession:
         else:
             body = content
         exchange = self._exchange(method, path, hdrs, body)
+        if self.transport is not None:
+            hdrs = {**self.connection.headers, **hdrs}
+            status, resp_headers, content = self.transport.send(
+                method, self.base_url + path, hdrs, body,
+                timeout if timeout is not None else self.connection.timeout,
+            )
+            exchange.status = status
+            exchange.response_headers = dict(resp_headers)
+            exchange.response_body = excerpt(content)
+            return Reply(status, resp_headers, content, exchange)
+        assert self._client is not None
         try:
             resp = self._client.request(
                 method,
@@ -130,6 +187,14 @@ class HttpSession:
         body = jsonlib.dumps(json).encode()
         hdrs.setdefault("content-type", "application/json")
         exchange = self._exchange(method, path, hdrs, body)
+        if self.transport is not None:
+            hdrs = {**self.connection.headers, **hdrs}
+            with self.transport.stream(method, self.base_url + path, hdrs, body) as raw:
+                exchange.status = raw.status_code
+                exchange.response_headers = dict(raw.headers)
+                yield StreamingReply(raw, exchange)
+            return
+        assert self._client is not None
         try:
             with self._client.stream(method, path, content=body, headers=hdrs) as resp:
                 exchange.status = resp.status_code
@@ -142,7 +207,7 @@ class HttpSession:
 class StreamingReply:
     """A response being read as it arrives; the exchange records what was read."""
 
-    def __init__(self, resp: httpx.Response, exchange: Exchange):
+    def __init__(self, resp: httpx.Response | RawStream, exchange: Exchange):
         self._resp = resp
         self.exchange = exchange
         self.status = resp.status_code

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from servegate.protocols.http import HttpSession, Reply, StreamingReply
+from servegate.protocols.http import HttpSession, Reply, StreamingReply, Transport
 from servegate.protocols.sse import Event, Framing, parse_events
 from servegate.targets import DEFAULT_OPENAI_BASE, Connection
 
@@ -121,9 +121,13 @@ class Stream:
 
 class OpenAIClient:
     def __init__(
-        self, base_url: str, connection: Connection | None = None, api_base: str = DEFAULT_OPENAI_BASE
+        self,
+        base_url: str,
+        connection: Connection | None = None,
+        api_base: str = DEFAULT_OPENAI_BASE,
+        transport: Transport | None = None,
     ):
-        self.http = HttpSession(base_url, connection, protocol="openai")
+        self.http = HttpSession(base_url, connection, protocol="openai", transport=transport)
         self.api_base = "/" + api_base.strip("/") if api_base.strip("/") else ""
 
     def close(self) -> None:

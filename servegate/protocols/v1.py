@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
-from servegate.protocols.http import HttpSession, Reply
+from servegate.protocols.http import HttpSession, Reply, Transport
 from servegate.targets import Connection
 
 
@@ -32,8 +32,13 @@ class PredictResponse(BaseModel):
 
 
 class V1Client:
-    def __init__(self, base_url: str, connection: Connection | None = None):
-        self.http = HttpSession(base_url, connection, protocol="v1")
+    def __init__(
+        self,
+        base_url: str,
+        connection: Connection | None = None,
+        transport: Transport | None = None,
+    ):
+        self.http = HttpSession(base_url, connection, protocol="v1", transport=transport)
 
     def close(self) -> None:
         self.http.close()

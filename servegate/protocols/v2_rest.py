@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from servegate.protocols.http import HttpSession, Reply
+from servegate.protocols.http import HttpSession, Reply, Transport
 from servegate.targets import Connection
 
 
@@ -19,8 +19,13 @@ def _model_path(model: str, version: str | None = None) -> str:
 class V2RestClient:
     """Every V2 REST endpoint; each call returns the raw Reply for the caller to judge."""
 
-    def __init__(self, base_url: str, connection: Connection | None = None):
-        self.http = HttpSession(base_url, connection, protocol="v2-rest")
+    def __init__(
+        self,
+        base_url: str,
+        connection: Connection | None = None,
+        transport: Transport | None = None,
+    ):
+        self.http = HttpSession(base_url, connection, protocol="v2-rest", transport=transport)
 
     def close(self) -> None:
         self.http.close()
