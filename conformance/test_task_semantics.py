@@ -14,8 +14,9 @@ from servegate.tasks import examples, hf_v2_kwargs, semantics
 
 @pytest.mark.features("v2-rest", "hf-v2-kwargs")
 @pytest.mark.parametrize("task", TASKS)
-def test_v2_pipeline_result_is_meaningful(v2: V2RestClient, task: str,
-                                          task_model: ModelInfo) -> None:
+def test_v2_pipeline_result_is_meaningful(
+    v2: V2RestClient, task: str, task_model: ModelInfo
+) -> None:
     """A V2 inference with the task's example input returns one BYTES `output` of JSON
     results whose content makes sense for the task."""
     rule = "V2 infer returns 200 and an InferenceResponse"
@@ -23,11 +24,19 @@ def test_v2_pipeline_result_is_meaningful(v2: V2RestClient, task: str,
     expect_status(reply, 200, rule)
     response = expect_model(InferenceResponse, reply.json(), rule, reply)
     outputs = {o.name: o for o in response.outputs}
-    expect(hf_v2_kwargs.OUTPUT_NAME in outputs, "the pipeline result is the output 'output'",
-           f"outputs: {sorted(outputs)}", reply)
+    expect(
+        hf_v2_kwargs.OUTPUT_NAME in outputs,
+        "the pipeline result is the output 'output'",
+        f"outputs: {sorted(outputs)}",
+        reply,
+    )
     output = outputs[hf_v2_kwargs.OUTPUT_NAME]
-    expect(output.datatype == "BYTES", "the pipeline result is BYTES",
-           f"datatype {output.datatype}", reply)
+    expect(
+        output.datatype == "BYTES",
+        "the pipeline result is BYTES",
+        f"datatype {output.datatype}",
+        reply,
+    )
     items = hf_v2_kwargs.decode_output(output.model_dump())
     result = hf_v2_kwargs.single_result(items)
     if task in ("text-classification", "image-classification"):
@@ -39,11 +48,13 @@ def test_v2_pipeline_result_is_meaningful(v2: V2RestClient, task: str,
     elif task == "fill-mask":
         semantics.check_fill_mask(result, task_model, reply)
     elif task == "text-generation":
-        semantics.check_generated(result[0] if result else None, examples.PROMPT, reply,
-                                  full_text=True)
+        semantics.check_generated(
+            result[0] if result else None, examples.PROMPT, reply, full_text=True
+        )
     elif task == "text2text-generation":
-        semantics.check_generated(result[0] if result else None, examples.TEXT2TEXT, reply,
-                                  full_text=False)
+        semantics.check_generated(
+            result[0] if result else None, examples.TEXT2TEXT, reply, full_text=False
+        )
     elif task == "feature-extraction":
         vectors = semantics.token_vectors(result)
         expect(vectors, "feature-extraction returns one vector per token", "no vectors", reply)

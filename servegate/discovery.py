@@ -13,7 +13,7 @@ from servegate.protocols.v2_grpc import V2GrpcClient
 from servegate.protocols.v2_rest import V2RestClient
 from servegate.targets import ModelInfo, Target
 
-#: V2 server names (GET /v2 "name") whose HuggingFace request encoding is known
+#: words of V2 server names (GET /v2 "name") whose HuggingFace request encoding is known
 _HF_ENCODINGS = {"mlserver": "hf-v2-kwargs", "kserve": "hf-v2-input0"}
 
 
@@ -24,6 +24,25 @@ def _json_or_none(reply: Reply) -> object:
         return reply.json()
     except AssertionError:
         return None
+
+
+#: GET /v2 extension names -> the feature they announce
+_EXTENSION_FEATURES = {"binary_tensor_data": "v2-binary-tensor"}
+
+
+def _extension_features(extensions: object) -> set[str]:
+    if not isinstance(extensions, list):
+        return set()
+    return {_EXTENSION_FEATURES[e] for e in extensions if e in _EXTENSION_FEATURES}
+
+
+def _lists_versions(v2: V2RestClient, models: set[str]) -> bool:
+    """Whether any model's metadata lists a version (the /versions/{v} routes can be checked)."""
+    for name in sorted(models):
+        meta = _json_or_none(v2.model_metadata(name))
+        if isinstance(meta, dict) and isinstance(meta.get("versions"), list) and meta["versions"]:
+            return True
+    return False
 
 
 def task_from_name(model: str) -> str | None:
@@ -55,13 +74,18 @@ def discover(target: Target, declared_tasks: dict[str, str] | None = None) -> Ta
         if isinstance(meta, dict) and "name" in meta:
             features.add("v2-rest")
             server_name = str(meta.get("name", "")).lower()
-            if server_name in _HF_ENCODINGS:
-                features.add(_HF_ENCODINGS[server_name])
+            for family, encoding in _HF_ENCODINGS.items():
+                if family in server_name:
+                    features.add(encoding)
+            features |= _extension_features(meta.get("extensions"))
             if implementation == "unknown":
                 implementation = f"{meta.get('name')} {meta.get('version', '')}".strip()
         index = _json_or_none(v2.repository_index())
         if isinstance(index, list):
+            features.add("v2-repository")
             names.update(str(m["name"]) for m in index if isinstance(m, dict) and "name" in m)
+        if "v2-rest" in features and _lists_versions(v2, names | set(target.models)):
+            features.add("v2-model-versions")
         listing = _json_or_none(v1.models())
         if isinstance(listing, dict) and isinstance(listing.get("models"), list):
             features.add("v1")

@@ -32,6 +32,10 @@ _FEATURES = [
     Feature("v2-grpc", "Open Inference Protocol (V2) over gRPC: ServerLive answers"),
     Feature("v1", "KServe V1 protocol: GET /v1/models answers"),
     Feature("openai", "OpenAI API routes: the models list answers"),
+    Feature("openai-chat", "OpenAI chat completions"),
+    Feature("openai-stream", "OpenAI streaming (server-sent events) for completions and chat"),
+    Feature("openai-stream-usage", "stream_options.include_usage: a final usage chunk"),
+    Feature("openai-embeddings", "OpenAI embeddings"),
     Feature(
         "hf-v2-kwargs",
         "HuggingFace tasks over V2 with inputs named after pipeline arguments and a BYTES "
@@ -48,6 +52,7 @@ _FEATURES = [
         "v2-binary-tensor", "V2 REST binary tensor data extension (Inference-Header-Content-Length)"
     ),
     Feature("v2-model-versions", "V2 routes with a model version: /v2/models/{m}/versions/{v}"),
+    Feature("v2-repository", "V2 model repository extension: index, load and unload of models"),
     Feature("openai-completions", "OpenAI completions: POST {base}/completions"),
     Feature("openai-chat", "OpenAI chat completions: POST {base}/chat/completions"),
     Feature("openai-stream", "OpenAI streaming answers as server-sent events ending data: [DONE]"),
@@ -103,7 +108,8 @@ _PROFILES = [
         "Open Inference Protocol (V2) over REST",
         core=frozenset({"v2-rest"}),
         extended=frozenset(
-            {"hf-v2-kwargs", "hf-v2-input0", "v2-binary-tensor", "v2-model-versions"}
+            {"hf-v2-kwargs", "hf-v2-input0", "v2-binary-tensor", "v2-model-versions",
+             "v2-repository"}
         )
         | TASK_FEATURES,
     ),

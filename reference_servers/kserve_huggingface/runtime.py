@@ -56,7 +56,7 @@ OPTIONS = frozenset({"dtype", "max_length", "return_probabilities", "workers", "
 
 # OpenAI routes exist only when a generative model is loaded, and discovery cannot tell that
 # chat and streaming work from /openai/v1/models alone.
-DECLARED_FEATURES = frozenset({"v1-predict", "openai-chat", "openai-stream"})
+DECLARED_FEATURES = frozenset({"v1", "openai-chat", "openai-stream"})
 OPENAI_FEATURES = frozenset({"openai-chat", "openai-stream"})
 GENERATIVE_TASKS = frozenset({"text-generation", "text2text-generation"})
 
