@@ -20,21 +20,24 @@ EMBED = "The quick brown fox jumps over the lazy dog."
 def png_image(width: int = 32, height: int = 32) -> bytes:
     """A deterministic RGB PNG (a colour gradient), built without PIL."""
     rows = b"".join(
-        b"\x00" + bytes(
-            channel for x in range(width) for channel in (x * 8 % 256, y * 8 % 256, 128)
-        )
+        b"\x00"
+        + bytes(channel for x in range(width) for channel in (x * 8 % 256, y * 8 % 256, 128))
         for y in range(height)
     )
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (
-            struct.pack(">I", len(data)) + kind + data
+            struct.pack(">I", len(data))
+            + kind
+            + data
             + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
         )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 9))
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows, 9))
         + chunk(b"IEND", b"")
     )
 

@@ -28,8 +28,9 @@ def request_for(task: str) -> dict[str, Any]:
         inputs = [_text("question", examples.QUESTION), _text("context", examples.CONTEXT)]
     elif task == "image-classification":
         # the image pipeline's argument is `images`; `inputs` is not accepted there
-        inputs = [tensor("images", "BYTES", [1], [examples.png_base64()],
-                         content_type="pillow_image")]
+        inputs = [
+            tensor("images", "BYTES", [1], [examples.png_base64()], content_type="pillow_image")
+        ]
     else:
         text = {
             "text-classification": examples.SENTIMENT,
@@ -54,6 +55,11 @@ def decode_output(output: dict[str, Any]) -> list[Any]:
 def single_result(items: list[Any]) -> Any:
     """The result for the one input sent: pipelines return a list of dicts for one input
     (e.g. fill-mask top-k) and a list of those for a batch; undo the batch level."""
-    if len(items) == 1 and isinstance(items[0], list) and items[0] and isinstance(items[0][0], dict):
+    if (
+        len(items) == 1
+        and isinstance(items[0], list)
+        and items[0]
+        and isinstance(items[0][0], dict)
+    ):
         return items[0]
     return items

@@ -31,16 +31,28 @@ def check_label_scores(
     rule = f"{task} returns labels with scores in [0, 1]"
     expect(items, rule, "no result", evidence)
     for item in items:
-        expect(isinstance(item, dict) and "label" in item and "score" in item, rule,
-               f"result item {item!r} is not a {{label, score}} object", evidence)
+        expect(
+            isinstance(item, dict) and "label" in item and "score" in item,
+            rule,
+            f"result item {item!r} is not a {{label, score}} object",
+            evidence,
+        )
         expect(_score(item["score"]), rule, f"score {item['score']!r} not in [0, 1]", evidence)
         label = item["label"]
         if model.labels:
-            expect(label in model.labels, _labels_rule(model),
-                   f"label {label!r} not among the config's {list(model.labels)}", evidence)
+            expect(
+                label in model.labels,
+                _labels_rule(model),
+                f"label {label!r} not among the config's {list(model.labels)}",
+                evidence,
+            )
         else:
-            expect(isinstance(label, str) and label, _labels_rule(model),
-                   f"label {label!r} is not a non-empty string", evidence)
+            expect(
+                isinstance(label, str) and label,
+                _labels_rule(model),
+                f"label {label!r} is not a non-empty string",
+                evidence,
+            )
 
 
 def _normalise(text: str) -> str:
@@ -50,27 +62,40 @@ def _normalise(text: str) -> str:
     return text.replace("##", "").replace(" ", "").replace("\u0120", "").replace("\u2581", "")
 
 
-def check_entities(entities: Sequence[Any], model: ModelInfo, text: str,
-                   evidence: HasExchange) -> None:
+def check_entities(
+    entities: Sequence[Any], model: ModelInfo, text: str, evidence: HasExchange
+) -> None:
     """Token classification: each entity's start/end lie in the input and `word` is that slice
     (after the tokenizer's normalisation); its label is a config label; score in [0,1]."""
     rule = "token-classification entities point at the input text they name"
     for ent in entities:
         expect(isinstance(ent, dict), rule, f"entity {ent!r} is not an object", evidence)
         start, end = ent.get("start"), ent.get("end")
-        expect(isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text),
-               rule, f"entity {ent!r}: start/end not inside the {len(text)}-character input",
-               evidence)
+        expect(
+            isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text),
+            rule,
+            f"entity {ent!r}: start/end not inside the {len(text)}-character input",
+            evidence,
+        )
         word = ent.get("word")
-        expect(isinstance(word, str) and _normalise(word) == _normalise(text[start:end]), rule,
-               f"entity word {word!r} differs from the input slice {text[start:end]!r}", evidence)
+        expect(
+            isinstance(word, str) and _normalise(word) == _normalise(text[start:end]),
+            rule,
+            f"entity word {word!r} differs from the input slice {text[start:end]!r}",
+            evidence,
+        )
         label = ent.get("entity", ent.get("entity_group"))
         if model.labels:
             allowed = set(model.labels) | {lab.split("-", 1)[-1] for lab in model.labels}
-            expect(label in allowed, "entity labels come from the model config",
-                   f"label {label!r} not among {sorted(allowed)}", evidence)
-        expect(_score(ent.get("score")), rule, f"score {ent.get('score')!r} not in [0, 1]",
-               evidence)
+            expect(
+                label in allowed,
+                "entity labels come from the model config",
+                f"label {label!r} not among {sorted(allowed)}",
+                evidence,
+            )
+        expect(
+            _score(ent.get("score")), rule, f"score {ent.get('score')!r} not in [0, 1]", evidence
+        )
 
 
 def check_answer(answer: Any, context: str, evidence: HasExchange) -> None:
@@ -78,17 +103,29 @@ def check_answer(answer: Any, context: str, evidence: HasExchange) -> None:
     rule = "question-answering answer equals context[start:end]"
     expect(isinstance(answer, dict), rule, f"answer {answer!r} is not an object", evidence)
     start, end = answer.get("start"), answer.get("end")
-    expect(isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= len(context),
-           rule, f"start/end {start!r}/{end!r} not inside the context", evidence)
-    expect(answer.get("answer") == context[start:end], rule,
-           f"answer {answer.get('answer')!r} but context[{start}:{end}] is "
-           f"{context[start:end]!r}", evidence)
-    expect(_score(answer.get("score")), rule, f"score {answer.get('score')!r} not in [0, 1]",
-           evidence)
+    expect(
+        isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= len(context),
+        rule,
+        f"start/end {start!r}/{end!r} not inside the context",
+        evidence,
+    )
+    expect(
+        answer.get("answer") == context[start:end],
+        rule,
+        f"answer {answer.get('answer')!r} but context[{start}:{end}] is {context[start:end]!r}",
+        evidence,
+    )
+    expect(
+        _score(answer.get("score")), rule, f"score {answer.get('score')!r} not in [0, 1]", evidence
+    )
 
 
-def check_fill_mask(candidates: Sequence[Any], model: ModelInfo, evidence: HasExchange,
-                    sentence: str = examples.FILL_MASK) -> None:
+def check_fill_mask(
+    candidates: Sequence[Any],
+    model: ModelInfo,
+    evidence: HasExchange,
+    sentence: str = examples.FILL_MASK,
+) -> None:
     """Fill-mask: each candidate's sequence is the sentence with its token filled in; scores
     descend."""
     rule = "fill-mask candidates fill the mask with their token, best first"
@@ -97,42 +134,72 @@ def check_fill_mask(candidates: Sequence[Any], model: ModelInfo, evidence: HasEx
     mask = model.mask_token or "[MASK]"
     prefix, _, suffix = sentence.partition(mask)
     for cand in candidates:
-        expect(isinstance(cand, dict) and {"token_str", "sequence", "score"} <= set(cand), rule,
-               f"candidate {cand!r} lacks token_str, sequence or score", evidence)
+        expect(
+            isinstance(cand, dict) and {"token_str", "sequence", "score"} <= set(cand),
+            rule,
+            f"candidate {cand!r} lacks token_str, sequence or score",
+            evidence,
+        )
         token = cand["token_str"].strip()
         seq = _normalise(cand["sequence"])
-        expect(_normalise(token) in seq, rule,
-               f"sequence {cand['sequence']!r} does not contain the token {token!r}", evidence)
-        expect(seq.startswith(_normalise(prefix)) and seq.endswith(_normalise(suffix)), rule,
-               f"sequence {cand['sequence']!r} is not the sentence around the mask", evidence)
+        expect(
+            _normalise(token) in seq,
+            rule,
+            f"sequence {cand['sequence']!r} does not contain the token {token!r}",
+            evidence,
+        )
+        expect(
+            seq.startswith(_normalise(prefix)) and seq.endswith(_normalise(suffix)),
+            rule,
+            f"sequence {cand['sequence']!r} is not the sentence around the mask",
+            evidence,
+        )
         expect(_score(cand["score"]), rule, f"score {cand['score']!r} not in [0, 1]", evidence)
         scores.append(cand["score"])
-    expect(scores == sorted(scores, reverse=True), rule, f"scores not descending: {scores}",
-           evidence)
+    expect(
+        scores == sorted(scores, reverse=True), rule, f"scores not descending: {scores}", evidence
+    )
 
 
-def check_generated(result: Any, prompt: str, evidence: HasExchange, *,
-                    full_text: bool) -> None:
+def check_generated(result: Any, prompt: str, evidence: HasExchange, *, full_text: bool) -> None:
     """Generation returns text; with the full text returned it starts with the prompt."""
     rule = "generation returns generated_text" + (" extending the prompt" if full_text else "")
-    expect(isinstance(result, dict) and isinstance(result.get("generated_text"), str), rule,
-           f"result {result!r} has no generated_text string", evidence)
+    expect(
+        isinstance(result, dict) and isinstance(result.get("generated_text"), str),
+        rule,
+        f"result {result!r} has no generated_text string",
+        evidence,
+    )
     if full_text:
-        expect(result["generated_text"].startswith(prompt), rule,
-               f"generated_text {result['generated_text'][:80]!r} does not start with the prompt "
-               f"{prompt!r}", evidence)
+        expect(
+            result["generated_text"].startswith(prompt),
+            rule,
+            f"generated_text {result['generated_text'][:80]!r} does not start with the prompt "
+            f"{prompt!r}",
+            evidence,
+        )
 
 
-def check_vector(vector: Any, model: ModelInfo, evidence: HasExchange, *,
-                 unit_length: bool = False) -> None:
+def check_vector(
+    vector: Any, model: ModelInfo, evidence: HasExchange, *, unit_length: bool = False
+) -> None:
     """An embedding: finite floats, the model's hidden size, unit length when normalised."""
     rule = "an embedding has the model's hidden size" + (" and unit length" if unit_length else "")
-    expect(isinstance(vector, list) and vector and all(
-        isinstance(v, int | float) and math.isfinite(v) for v in vector), rule,
-        f"embedding is not a list of finite numbers: {str(vector)[:120]}", evidence)
+    expect(
+        isinstance(vector, list)
+        and vector
+        and all(isinstance(v, int | float) and math.isfinite(v) for v in vector),
+        rule,
+        f"embedding is not a list of finite numbers: {str(vector)[:120]}",
+        evidence,
+    )
     if model.hidden_size:
-        expect(len(vector) == model.hidden_size, rule,
-               f"{len(vector)} values, hidden size is {model.hidden_size}", evidence)
+        expect(
+            len(vector) == model.hidden_size,
+            rule,
+            f"{len(vector)} values, hidden size is {model.hidden_size}",
+            evidence,
+        )
     if unit_length:
         norm = math.sqrt(sum(v * v for v in vector))
         expect(abs(norm - 1.0) < 1e-3, rule, f"L2 norm {norm:.6f}, expected 1", evidence)
@@ -140,7 +207,12 @@ def check_vector(vector: Any, model: ModelInfo, evidence: HasExchange, *,
 
 def token_vectors(result: Any) -> list[list[float]]:
     """Per-token vectors of a feature-extraction result, whatever its batch nesting."""
-    while (isinstance(result, list) and result and isinstance(result[0], list)
-           and result[0] and isinstance(result[0][0], list)):
+    while (
+        isinstance(result, list)
+        and result
+        and isinstance(result[0], list)
+        and result[0]
+        and isinstance(result[0][0], list)
+    ):
         result = result[0]
     return result if isinstance(result, list) else []
