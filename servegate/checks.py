@@ -21,6 +21,8 @@ class RuleViolation(AssertionError):
         super().__init__(text)
         self.rule = rule
         self.problem = problem
+        #: the request/response that broke the rule, so a report can keep it structured
+        self.evidence = evidence
 
 
 def expect(condition: object, rule: str, problem: str, evidence: HasExchange | None = None) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from servegate.errors import BadTarget
-from servegate.features import TASKS, unknown_features
+from servegate.features import PROFILES, TASKS, parse_profiles, unknown_features
 from servegate.reference_servers.registry import RUNTIMES
 from servegate.targets import (
     DEFAULT_OPENAI_BASE,
@@ -35,6 +35,11 @@ class RunOptions:
     ready_timeout: float = 180.0
     extra_features: frozenset[str] = frozenset()
     exempt_features: frozenset[str] = frozenset()
+    #: profiles the run is asked to conform to (--profile); their core features count as
+    #: supported, and a profile that does not succeed makes the run fail
+    profiles: tuple[str, ...] = ()
+    #: the image (or build) under test, recorded in reports (--image)
+    image: str | None = None
 
 
 def parse_headers(values: list[str]) -> dict[str, str]:
@@ -73,6 +78,8 @@ def build_run_options(
     ready_timeout: float,
     features: str | None = None,
     exempt_features: str | None = None,
+    profiles: str | None = None,
+    image: str | None = None,
 ) -> RunOptions:
     """Validate raw option values; BadTarget with the option named when one is wrong."""
     model_tasks = parse_model_tasks(models)
@@ -87,6 +94,11 @@ def build_run_options(
         raise BadTarget(f"--ca-bundle {ca_bundle!r}: no such file")
     verify: bool | str = False if insecure else (ca_bundle or True)
     connection = Connection(headers=parse_headers(headers), verify=verify, timeout=request_timeout)
+    try:
+        profile_names = parse_profiles(profiles)
+    except ValueError as exc:
+        raise BadTarget(f"--profile: {exc}") from None
+    core = frozenset(f for name in profile_names for f in PROFILES[name].core)
     options = RunOptions(
         model_tasks=model_tasks,
         backend=backend,
@@ -94,8 +106,10 @@ def build_run_options(
         state_dir=Path(state_dir),
         reports_dir=Path(reports_dir),
         ready_timeout=ready_timeout,
-        extra_features=parse_feature_list("--features", features),
+        extra_features=parse_feature_list("--features", features) | core,
         exempt_features=parse_feature_list("--exempt-features", exempt_features),
+        profiles=profile_names,
+        image=image.strip() if image and image.strip() else None,
     )
     if target:
         options.target = Target(

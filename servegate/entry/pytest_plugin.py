@@ -3,6 +3,7 @@ clients as fixtures, features, and the conformance report at the end of the run.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -14,14 +15,17 @@ import pytest
 
 from servegate.deviations import Deviation, find_deviation, load_deviations
 from servegate.discovery import discover
-from servegate.entry.options import RunOptions, build_run_options
+from servegate.entry.options import RunOptions, build_run_options, parse_headers
 from servegate.errors import ServegateError
 from servegate.features import UNSUPPORTED_PREFIX, unsupported_reason
 from servegate.protocols.openai import OpenAIClient
 from servegate.protocols.v1 import V1Client
 from servegate.protocols.v2_grpc import V2GrpcClient
 from servegate.protocols.v2_rest import V2RestClient
-from servegate.report.conformance import CaseResult, write_reports
+from servegate.redaction import redact_text, secrets_from
+from servegate.report.conformance import TargetRun, check_id, make_case, write_reports
+from servegate.report.gate import gate_profiles
+from servegate.report.schema import Case
 from servegate.targets import ModelInfo, Target
 
 STATE = pytest.StashKey["SuiteState"]()
@@ -123,6 +127,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="features to treat as unsupported even when discovered",
     )
     group.addoption(
+        "--profile",
+        default=None,
+        metavar="LIST",
+        help="profiles the target must conform to (oip-rest, oip-grpc, kserve-v1, openai): "
+        "their core features count as supported, and the run fails unless each succeeds",
+    )
+    group.addoption(
+        "--image",
+        default=None,
+        metavar="NAME",
+        help="the image (or build) under test, recorded in the reports",
+    )
+    group.addoption(
         "--deviations",
         action="append",
         default=None,
@@ -154,6 +171,8 @@ def pytest_configure(config: pytest.Config) -> None:
             ready_timeout=opt("--ready-timeout"),
             features=opt("--features"),
             exempt_features=opt("--exempt-features"),
+            profiles=opt("--profile"),
+            image=opt("--image"),
         )
         deviation_files = [Path(p) for p in opt("--deviations") or []] or sorted(
             DEFAULT_DEVIATIONS.glob("*.yaml")
@@ -164,7 +183,10 @@ def pytest_configure(config: pytest.Config) -> None:
         deviations = load_deviations(deviation_files)
     except ServegateError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.stash[STATE] = SuiteState(config, options, deviations)
+    state = SuiteState(config, options, deviations)
+    # the entry layer is where the environment is read: credential values never to be written
+    state.secrets = secrets_from(parse_headers(opt("--header")), os.environ)
+    config.stash[STATE] = state
     _stop_cleanly_on_sigterm()
 
 
@@ -189,7 +211,8 @@ class SuiteState:
         self.options = options
         self.deviations = deviations
         self.targets: dict[str, Target] = {}
-        self.results: list[CaseResult] = []
+        self.results: list[tuple[str, Case]] = []
+        self.secrets: tuple[str, ...] = ()
         self.started = time.time()
 
     @property
@@ -335,17 +358,36 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         marker = item.get_closest_marker("features")
         rule = item.get_closest_marker("rule")
         state.results.append(
-            CaseResult.from_report(
-                report,
-                target=str(callspec.params["target"]),
-                task=callspec.params.get("task"),
-                features=tuple(marker.args) if marker else (),
-                rule=(rule.args[0] if rule else (item.obj.__doc__ or "").strip().split("\n")[0])
-                if hasattr(item, "obj")
-                else "",
+            (
+                str(callspec.params["target"]),
+                make_case(
+                    report,
+                    check=check_id(item.nodeid, callspec.params),
+                    task=callspec.params.get("task"),
+                    features=tuple(marker.args) if marker else (),
+                    rule=(
+                        rule.args[0] if rule else (item.obj.__doc__ or "").strip().split("\n")[0]
+                    )
+                    if hasattr(item, "obj")
+                    else "",
+                    exc=call.excinfo.value if call.excinfo is not None else None,
+                    secrets=state.secrets,
+                ),
             )
         )
+    _redact_report(report, state.secrets)
     return report
+
+
+def _redact_report(report: pytest.TestReport, secrets: tuple[str, ...]) -> None:
+    """Keep secrets out of the terminal and JUnit XML: a failure text or captured output that
+    holds one is replaced by its redacted text."""
+    if report.longrepr is not None and not isinstance(report.longrepr, tuple):
+        text = str(report.longrepr)
+        redacted = redact_text(text, secrets)
+        if redacted != text:
+            report.longrepr = redacted
+    report.sections = [(title, redact_text(content, secrets)) for title, content in report.sections]
 
 
 def _apply_deviation(
@@ -373,13 +415,35 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state: SuiteState | None = session.config.stash.get(STATE, None)
     if state is None or not state.results:
         return
-    paths = write_reports(
+    runs = []
+    for slot in dict.fromkeys(slot for slot, _ in state.results):
+        target = state.targets.get(slot)
+        runs.append(
+            TargetRun(
+                slot=slot,
+                target=target,
+                cases=[case for s, case in state.results if s == slot],
+                features=effective_features(session.config, target) if target else None,
+            )
+        )
+    reports, paths = write_reports(
         state.options.reports_dir,
-        state.results,
-        {slot: t for slot, t in state.targets.items()},
+        runs,
         started=state.started,
+        image=state.options.image,
+        requested_profiles=state.options.profiles,
     )
     reporter = session.config.pluginmanager.getplugin("terminalreporter")
-    if reporter is not None:
-        for path in paths:
-            reporter.write_line(f"[servegate] report: {Path(path)}")
+    say = reporter.write_line if reporter is not None else print
+    for path in paths:
+        say(f"[servegate] report: {Path(path)}")
+    if state.options.profiles:
+        # --profile makes the run a gate: a requested profile that is not a success fails the
+        # run even when no check failed (a core feature missing, checks skipped, none run)
+        findings = gate_profiles(reports, state.options.profiles)
+        failures = [f for f in findings if not f.ok]
+        for finding in findings:
+            say(f"[servegate] {'ok' if finding.ok else 'FAIL'}: {finding.line()}")
+        if failures and session.exitstatus == pytest.ExitCode.OK:
+            say(f"[servegate] profile gate failed: {failures[0].line()}")
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED

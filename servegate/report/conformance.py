@@ -1,12 +1,12 @@
-"""The conformance report: per target, every check with its outcome, written as JSON and
-Markdown (a CI step summary), plus one summary across targets."""
+"""The conformance report of a run: each check's outcome (with the exchange behind a failure)
+per target, the profiles' results, and the files written at the end of the run."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections import Counter
-from dataclasses import asdict, dataclass
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,63 +14,41 @@ import pytest
 
 from servegate import __version__
 from servegate.features import UNSUPPORTED_PREFIX
-from servegate.redaction import redact_text
+from servegate.protocols.exchange import Exchange
+from servegate.redaction import redact_data, redact_text
+from servegate.report.html import write_html
+from servegate.report.markdown import render_markdown, render_summary
+from servegate.report.profiles import evaluate_profiles
+from servegate.report.schema import (
+    Case,
+    ConformanceReport,
+    Counts,
+    ExchangeRecord,
+    Failure,
+    Implementation,
+    ModelRecord,
+    Suite,
+    write_json,
+    write_yaml,
+)
 from servegate.targets import Target
 
-OUTCOMES = ("passed", "failed", "expected-deviation", "unsupported", "skipped", "error")
 #: longest failure message kept per case
 MESSAGE_LIMIT = 4000
 
 
-@dataclass
-class CaseResult:
-    nodeid: str
-    name: str
-    target: str
-    task: str | None
-    features: tuple[str, ...]
-    rule: str
-    outcome: str
-    message: str
-    duration: float
-
-    @classmethod
-    def from_report(
-        cls,
-        report: pytest.TestReport,
-        *,
-        target: str,
-        task: str | None,
-        features: tuple[str, ...],
-        rule: str,
-    ) -> CaseResult:
-        message = ""
-        if hasattr(report, "wasxfail"):
-            outcome = "expected-deviation"
-            message = str(report.wasxfail)
-        elif report.skipped:
-            longrepr = report.longrepr
-            reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
-            reason = reason.removeprefix("Skipped: ")
-            outcome = "unsupported" if reason.startswith(UNSUPPORTED_PREFIX) else "skipped"
-            message = reason
-        elif report.failed:
-            outcome = "failed" if report.when == "call" else "error"
-            message = _failure_text(report)
-        else:
-            outcome = "passed"
-        name = report.nodeid.split("::")[-1]
-        return cls(
-            nodeid=report.nodeid,
-            name=name,
-            target=target,
-            task=task,
-            features=features,
-            rule=rule,
-            outcome=outcome,
-            message=redact_text(message)[:MESSAGE_LIMIT],
-            duration=round(report.duration, 3),
-        )
+def outcome_of(report: pytest.TestReport) -> tuple[str, str]:
+    """The report outcome of a pytest phase and its message (skip reason, failure text)."""
+    if hasattr(report, "wasxfail"):
+        return "expected-deviation", str(report.wasxfail)
+    if report.skipped:
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        return ("unsupported" if reason.startswith(UNSUPPORTED_PREFIX) else "skipped"), reason
+    if report.failed:
+        return ("failed" if report.when == "call" else "error"), _failure_text(report)
+    return "passed", ""
 
 
 def _failure_text(report: pytest.TestReport) -> str:
@@ -80,92 +58,180 @@ def _failure_text(report: pytest.TestReport) -> str:
     return str(report.longrepr)
 
 
-def _target_info(target: Target | None, slot: str) -> dict[str, Any]:
+def exchange_record(exchange: Exchange, secrets: Iterable[str] = ()) -> ExchangeRecord:
+    """An exchange as the report keeps it: headers and bodies redacted."""
+    return ExchangeRecord.model_validate(redact_data(exchange.to_dict(), secrets))
+
+
+def failure_of(
+    exc: BaseException | None, rule: str, message: str, secrets: Iterable[str] = ()
+) -> Failure:
+    """The rule, problem and exchange of a failed check, from its exception when it has them
+    (servegate.checks.RuleViolation carries the reply it judged as ``evidence``)."""
+    secrets = tuple(secrets)
+    evidence = getattr(exc, "evidence", None)
+    exchange = getattr(evidence, "exchange", None) or getattr(exc, "exchange", None)
+    problem = getattr(exc, "problem", None) or (message.strip().splitlines() or [""])[0]
+    return Failure(
+        rule=redact_text(str(getattr(exc, "rule", None) or rule), secrets),
+        problem=redact_text(str(problem), secrets)[:MESSAGE_LIMIT],
+        exchange=exchange_record(exchange, secrets) if isinstance(exchange, Exchange) else None,
+    )
+
+
+def make_case(
+    report: pytest.TestReport,
+    *,
+    check: str,
+    task: str | None,
+    features: tuple[str, ...],
+    rule: str,
+    exc: BaseException | None = None,
+    secrets: Iterable[str] = (),
+) -> Case:
+    """One check's result from the pytest report of its call (or failed setup)."""
+    secrets = tuple(secrets)
+    outcome, message = outcome_of(report)
+    failure = None
+    if outcome in ("failed", "error", "expected-deviation"):
+        failure = failure_of(exc, rule, message, secrets)
+    return Case(
+        check=check,
+        nodeid=report.nodeid,
+        name=report.nodeid.split("::")[-1],
+        task=task,
+        features=list(features),
+        rule=rule,
+        outcome=outcome,  # type: ignore[arg-type]
+        message=redact_text(message, secrets)[:MESSAGE_LIMIT],
+        duration=round(report.duration, 3),
+        failure=failure,
+    )
+
+
+_NAME_VERSION = re.compile(r"^([A-Za-z][\w .+-]*?)\s+v?(\d+(?:\.\d+)+)")
+_VERSION = re.compile(r"\d+(?:\.\d+)+")
+
+
+def _name_version(description: str) -> tuple[str | None, str | None]:
+    match = _NAME_VERSION.match(description)
+    if match:
+        return match.group(1).strip(), match.group(2)
+    version = _VERSION.search(description)
+    return None, version.group(0) if version else None
+
+
+def implementation_of(
+    slot: str, target: Target | None, features: Iterable[str], image: str | None
+) -> Implementation:
     if target is None:
-        return {"name": slot, "implementation": "unknown (never reached)"}
-    return {
-        "name": target.name,
-        "implementation": target.implementation,
-        "http_url": target.http_url,
-        "grpc_address": target.grpc_address,
-        "features": sorted(target.features),
-        "models": {
-            m.name: {"task": m.task, "task_source": m.task_source} for m in target.models.values()
+        return Implementation(slot=slot, description="unknown (never reached)", image=image)
+    name, version = _name_version(target.implementation)
+    return Implementation(
+        slot=slot,
+        description=target.implementation,
+        name=name,
+        version=version,
+        image=image,
+        url=redact_text(target.http_url),
+        grpc_address=target.grpc_address,
+        features=sorted(features),
+        discovered_features=sorted(target.features),
+        models={
+            m.name: ModelRecord(task=m.task, task_source=m.task_source)
+            for m in target.models.values()
         },
-    }
+    )
 
 
 def build_report(
-    slot: str, target: Target | None, results: list[CaseResult], started: float
-) -> dict[str, Any]:
-    counts = Counter(r.outcome for r in results)
-    by_task: dict[str, Counter[str]] = {}
-    for r in results:
-        by_task.setdefault(r.task or "-", Counter())[r.outcome] += 1
-    return {
-        "report_version": 1,
-        "suite": {"name": "servegate", "version": __version__},
-        "date": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
-        "implementation": _target_info(target, slot),
-        "result": "failure" if counts["failed"] or counts["error"] else "success",
-        "counts": {o: counts.get(o, 0) for o in OUTCOMES},
-        "tasks": {t: {o: c.get(o, 0) for o in OUTCOMES} for t, c in sorted(by_task.items())},
-        "cases": [asdict(r) for r in results],
-    }
+    slot: str,
+    target: Target | None,
+    cases: list[Case],
+    started: float,
+    *,
+    features: Iterable[str] | None = None,
+    image: str | None = None,
+    requested_profiles: Iterable[str] = (),
+) -> ConformanceReport:
+    """The report of one target. ``features`` are those the checks ran against (default: the
+    target's discovered ones)."""
+    have = sorted(features if features is not None else (target.features if target else ()))
+    by_task: dict[str, list[str]] = {}
+    for case in cases:
+        by_task.setdefault(case.task or "-", []).append(case.outcome)
+    counts = Counts.of([c.outcome for c in cases])
+    requested = list(requested_profiles)
+    return ConformanceReport(
+        suite=Suite(version=__version__),
+        date=dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
+        implementation=implementation_of(slot, target, have, image),
+        result="failure" if counts.failed or counts.error else "success",
+        counts=counts,
+        requested_profiles=requested,
+        profiles=evaluate_profiles(cases, have, requested),
+        tasks={t: Counts.of(o) for t, o in sorted(by_task.items())},
+        cases=cases,
+    )
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    impl = report["implementation"]
-    lines = [
-        f"## servegate conformance: {impl['name']}",
-        "",
-        f"- implementation: {impl['implementation']}",
-        f"- url: {impl.get('http_url', '-')}  gRPC: {impl.get('grpc_address') or '-'}",
-        f"- date: {report['date']}  suite: servegate {report['suite']['version']}",
-        f"- result: **{report['result']}**  "
-        + ", ".join(f"{k} {v}" for k, v in report["counts"].items()),
-        "",
-        "| task | " + " | ".join(OUTCOMES) + " |",
-        "|---|" + "---|" * len(OUTCOMES),
-    ]
-    for task, counts in report["tasks"].items():
-        lines.append(f"| {task} | " + " | ".join(str(counts[o]) for o in OUTCOMES) + " |")
-    failures = [c for c in report["cases"] if c["outcome"] in ("failed", "error")]
-    if failures:
-        lines += ["", "### Failures", ""]
-        for case in failures:
-            lines += [f"**{case['name']}** ({case['rule'] or 'no rule text'})", "", "```"]
-            lines += [case["message"].strip(), "```", ""]
-    unsupported = [c for c in report["cases"] if c["outcome"] == "unsupported"]
-    if unsupported:
-        lines += ["", "### Unsupported", ""]
-        lines += [f"- {c['name']}: {c['message']}" for c in unsupported]
-    return "\n".join(lines) + "\n"
+@dataclass
+class TargetRun:
+    """What the report of one target is made from."""
+
+    slot: str
+    target: Target | None
+    cases: list[Case]
+    features: frozenset[str] | None = None
 
 
 def write_reports(
     reports_dir: Path,
-    results: list[CaseResult],
-    targets: dict[str, Target],
+    runs: list[TargetRun],
     *,
     started: float,
-) -> list[Path]:
-    """Write conformance-<target>.json/.md per target and summary.md; return the paths."""
+    image: str | None = None,
+    requested_profiles: Iterable[str] = (),
+) -> tuple[list[ConformanceReport], list[Path]]:
+    """Write conformance-<target>.json/.yaml/.md per target, summary.md and report.html;
+    return the reports and the paths written."""
     reports_dir.mkdir(parents=True, exist_ok=True)
-    slots = list(dict.fromkeys(r.target for r in results))
+    requested = list(requested_profiles)
     written: list[Path] = []
-    summary = ["# servegate conformance summary", ""]
-    for slot in slots:
-        report = build_report(slot, targets.get(slot), [r for r in results if r.target == slot],
-                              started)
-        json_path = reports_dir / f"conformance-{slot}.json"
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
-        md = render_markdown(report)
-        md_path = reports_dir / f"conformance-{slot}.md"
-        md_path.write_text(md)
-        written += [json_path, md_path]
-        summary.append(md)
+    reports: list[ConformanceReport] = []
+    for run in runs:
+        report = build_report(
+            run.slot,
+            run.target,
+            run.cases,
+            started,
+            features=run.features,
+            image=image,
+            requested_profiles=requested,
+        )
+        reports.append(report)
+        # the slot may hold dots (a host name), so no Path.with_suffix here
+        stem = f"conformance-{run.slot}"
+        written.append(write_json(report, reports_dir / f"{stem}.json"))
+        written.append(write_yaml(report, reports_dir / f"{stem}.yaml"))
+        md_path = reports_dir / f"{stem}.md"
+        md_path.write_text(render_markdown(report))
+        written.append(md_path)
+    written += write_overviews(reports_dir, reports)
+    return reports, written
+
+
+def write_overviews(reports_dir: Path, reports: list[ConformanceReport]) -> list[Path]:
+    """summary.md and report.html over ``reports`` (and the load results in the folder)."""
     summary_path = reports_dir / "summary.md"
-    summary_path.write_text("\n".join(summary))
-    written.append(summary_path)
-    return written
+    summary_path.write_text(render_summary(reports))
+    html_path = write_html(reports, reports_dir, reports_dir / "report.html")
+    return [summary_path, html_path]
+
+
+def check_id(nodeid: str, params: dict[str, Any]) -> str:
+    """A check's id that is the same on every target: the node id without the target
+    parameter, the other parameters spelt name=value."""
+    base = nodeid.split("[", 1)[0]
+    rest = [f"{k}={v}" for k, v in params.items() if k != "target"]
+    return base + (f"[{','.join(rest)}]" if rest else "")
