@@ -1,0 +1,625 @@
+"""The testcontainers backend: the runtimes' official images, the fixture models mounted in.
+
+Two halves. The *spec* half is plain data and needs no Docker engine: which image, which command,
+which ports, which files the server reads (:func:`server_layouts`, :func:`stage_repository`,
+:func:`docker_create_kwargs`); the kind backend builds its manifests from the same layouts. The
+*run* half starts those with testcontainers, captures the logs, waits with the shared readiness
+rule of the local backend, and removes every container afterwards, also on failure.
+
+Images (versions are options, see :data:`BACKEND_OPTIONS`):
+
+- MLServer: ``seldonio/mlserver:<version>-huggingface``; one container serves every fixture model
+  from ``model-settings.json`` files under ``/mnt/models``, like ``mlserver start`` locally.
+- KServe: ``kserve/huggingfaceserver:<version>`` (CPU) and ``:<version>-gpu``. Upstream's entry
+  point loads one model per process, so two layouts: ``per-model`` runs the image's entry point
+  untouched, one container per model, with ``--model_name``, ``--model_dir``, ``--task`` and
+  ``--dtype``; ``single`` (the default, one target for the whole suite) runs servegate's
+  multi-model launcher (reference_servers/kserve_huggingface/kserve_hf_reference, mounted in)
+  with ``--implementation official``, so every model is built by the image's own
+  huggingfaceserver classes in one process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from servegate.errors import ServegateError, ServerStartError
+from servegate.reference_servers.base import ServerSpec
+from servegate.targets import ModelInfo, Target
+
+if TYPE_CHECKING:
+    from servegate.fixtures.catalog import FixtureModel, FixtureSet
+
+#: container ports, as the runtimes' docs and KServe's ServingRuntimes use them
+HTTP_PORT = 8080
+GRPC_PORT = 8081
+METRICS_PORT = 8082
+
+MLSERVER_IMAGE = "seldonio/mlserver"
+MLSERVER_VERSION = "1.7.1"
+KSERVE_IMAGE = "kserve/huggingfaceserver"
+KSERVE_VERSION = "v0.14.1"
+
+#: where the staged model repository is mounted (KServe's storage mount point, too)
+MODELS_MOUNT = PurePosixPath("/mnt/models")
+#: the folder of the repository that holds servegate's KServe launcher (layout single)
+LAUNCHER_DIR = "_servegate"
+
+KSERVE_LAYOUTS = ("single", "per-model")
+#: options the container and kind backends read; everything else goes to the runtime
+BACKEND_OPTIONS = frozenset({"image", "version", "layout", "hf_backend", "models"})
+#: huggingfaceserver's --backend: "huggingface" keeps text generation off vLLM (which the GPU
+#: image would pick), so the official image answers like the local reference server
+HF_BACKENDS = ("huggingface", "auto", "vllm")
+GPU_DTYPE = "float16"
+
+
+@dataclass(frozen=True)
+class ServerLayout:
+    """One server process inside a container or pod: pure data, shared by containers and kind.
+
+    Paths are inside the container; ``repository`` (on this machine) is mounted at
+    :data:`MODELS_MOUNT`.
+    """
+
+    name: str
+    image: str
+    #: replaces the image's entry point when not None
+    entrypoint: tuple[str, ...] | None
+    #: arguments (after the entry point) or the command (MLServer, no entry point)
+    args: tuple[str, ...]
+    env: Mapping[str, str]
+    #: container port by purpose: http, grpc, and metrics where the server has one
+    ports: Mapping[str, int]
+    #: model name -> fixture task, as this server serves them
+    models: Mapping[str, str]
+    implementation: str
+    declared_features: frozenset[str]
+    gpu: bool = False
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """What ``docker create`` gets for one layout."""
+
+    layout: ServerLayout
+    repository: Path
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def image_for(runtime: str, device: str, options: Mapping[str, Any]) -> str:
+    """The official image for ``runtime`` on ``device``; ``image``/``version`` options override."""
+    if options.get("image"):
+        return str(options["image"])
+    if runtime == "mlserver":
+        version = str(options.get("version") or MLSERVER_VERSION)
+        # MLServer's runtime images carry CUDA-enabled torch; there is no separate GPU tag
+        return f"{MLSERVER_IMAGE}:{version}-huggingface"
+    if runtime == "kserve":
+        version = str(options.get("version") or KSERVE_VERSION)
+        if not version.startswith("v"):
+            version = "v" + version  # KServe tags its images v0.14.1
+        return f"{KSERVE_IMAGE}:{version}{'-gpu' if device == 'cuda' else ''}"
+    raise ServegateError(f"no official image known for runtime {runtime!r}")
+
+
+def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(backend options, runtime options)."""
+    backend = {k: v for k, v in options.items() if k in BACKEND_OPTIONS}
+    rest = {k: v for k, v in options.items() if k not in BACKEND_OPTIONS}
+    return backend, rest
+
+
+# --- the staged model repository ------------------------------------------------------------
+
+
+def stage_repository(
+    runtime: str,
+    spec: ServerSpec,
+    fixtures: FixtureSet,
+    dest: Path,
+) -> ServerLayout:
+    """Write the model repository the server reads into ``dest`` and say how to start it.
+
+    ``dest`` ends up mounted read-only at /mnt/models (a volume here, a hostPath volume or a
+    modelcar image in kind), so it holds copies, never links to this machine's paths. The
+    fixture models are tiny; copying keeps every delivery form the same.
+    """
+    backend_opts, runtime_opts = split_options(spec.options)
+    dest = Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    image = image_for(runtime, spec.device, backend_opts)
+    if runtime == "mlserver":
+        layout = _stage_mlserver(spec, fixtures, dest, image, runtime_opts)
+    elif runtime == "kserve":
+        layout = _stage_kserve(spec, fixtures, dest, image, backend_opts, runtime_opts)
+    else:
+        raise ServegateError(f"runtime {runtime!r} has no container layout")
+    _world_readable(dest)
+    return layout
+
+
+def _stage_mlserver(
+    spec: ServerSpec,
+    fixtures: FixtureSet,
+    dest: Path,
+    image: str,
+    options: dict[str, Any],
+) -> ServerLayout:
+    from servegate.reference_servers.base import Ports
+    from servegate.reference_servers.mlserver import runtime as ml
+
+    unknown = set(options) - ml.KNOWN_OPTIONS
+    if unknown:
+        raise ServegateError(
+            f"unknown MLServer option(s) {sorted(unknown)}; known: "
+            f"{sorted(ml.KNOWN_OPTIONS | BACKEND_OPTIONS - {'layout', 'hf_backend'})}"
+        )
+    dtype = options.get("dtype")
+    if dtype not in (None, *ml.DTYPES):
+        raise ServegateError(f"dtype must be one of {', '.join(ml.DTYPES)}, not {dtype!r}")
+    try:
+        chosen = ml.select_models(fixtures, spec.models, options)
+    except ValueError as exc:
+        raise ServegateError(str(exc)) from None
+    settings = ml.server_settings(
+        options, Ports(http=HTTP_PORT, grpc=GRPC_PORT, metrics=METRICS_PORT), Path(MODELS_MOUNT)
+    )
+    # every interface (the port is mapped from outside); the repository is read-only, so the
+    # folders MLServer writes go to /tmp
+    settings.update(
+        host="0.0.0.0",
+        model_repository_root=str(MODELS_MOUNT),
+        metrics_dir="/tmp/mlserver-metrics",
+        environments_dir="/tmp/mlserver-envs",
+    )
+    _write_json(dest / "settings.json", settings)
+    served: dict[str, str] = {}
+    for model in chosen:
+        folder = dest / model.name
+        folder.mkdir()
+        _copy_model(model, folder / "model", dtype)
+        _write_json(
+            folder / "model-settings.json",
+            ml.hf_model_settings(
+                model.name,
+                model.task,
+                Path(MODELS_MOUNT / model.name / "model"),
+                spec.device,
+                options,
+            ),
+        )
+        served[model.name] = model.task
+    folder = dest / ml.NUMERIC_MODEL_NAME
+    folder.mkdir()
+    shutil.copyfile(ml.NUMERIC_RUNTIME_SOURCE, folder / ml.NUMERIC_RUNTIME_SOURCE.name)
+    _write_json(folder / "model-settings.json", ml.numeric_model_settings())
+    served[ml.NUMERIC_MODEL_NAME] = ml.NUMERIC_TASK
+    return ServerLayout(
+        name="mlserver",
+        image=image,
+        entrypoint=None,
+        args=("mlserver", "start", str(MODELS_MOUNT)),
+        env={**ml.SERVER_ENV, "HF_HOME": "/tmp/hf-home"},
+        ports={"http": HTTP_PORT, "grpc": GRPC_PORT, "metrics": METRICS_PORT},
+        models=served,
+        implementation=f"MLServer image {image}",
+        declared_features=ml.DECLARED_FEATURES,
+        gpu=spec.device == "cuda",
+    )
+
+
+KSERVE_OPTIONS = frozenset({"dtype", "max_length", "return_probabilities", "workers"})
+
+
+def _stage_kserve(
+    spec: ServerSpec,
+    fixtures: FixtureSet,
+    dest: Path,
+    image: str,
+    backend_opts: dict[str, Any],
+    options: dict[str, Any],
+) -> ServerLayout:
+    from servegate.reference_servers.kserve_huggingface import runtime as ks
+
+    # "implementation" picks the local server's classes; in an image they are always official
+    options.pop("implementation", None)
+    unknown = set(options) - KSERVE_OPTIONS
+    if unknown:
+        raise ServegateError(
+            f"unknown kserve option(s) {sorted(unknown)} for the official image; known: "
+            f"{sorted(KSERVE_OPTIONS | BACKEND_OPTIONS)}"
+        )
+    layout = str(backend_opts.get("layout") or "single")
+    if layout not in KSERVE_LAYOUTS:
+        raise ServegateError(f"layout={layout!r}: expected one of {', '.join(KSERVE_LAYOUTS)}")
+    hf_backend = str(backend_opts.get("hf_backend") or "huggingface")
+    if hf_backend not in HF_BACKENDS:
+        raise ServegateError(f"hf_backend={hf_backend!r}: expected one of {HF_BACKENDS}")
+    gpu = spec.device == "cuda"
+    dtype = str(options.get("dtype") or (GPU_DTYPE if gpu else "auto"))
+    if dtype not in ks.DTYPES:
+        raise ServegateError(f"dtype={dtype!r}: expected one of {', '.join(ks.DTYPES)}")
+    try:
+        chosen = ks.RUNTIME.select_models(spec, fixtures)
+    except ValueError as exc:
+        raise ServegateError(str(exc)) from None
+    for model in chosen:
+        _copy_model(model, dest / model.name, None)
+    common = [f"--dtype={dtype}"]
+    if options.get("max_length") is not None:
+        common.append(f"--max_length={int(options['max_length'])}")
+    if _truthy(options.get("return_probabilities")):
+        common.append("--return_probabilities")
+    if options.get("workers") is not None:
+        common.append(f"--workers={int(options['workers'])}")
+    ports = {"http": HTTP_PORT, "grpc": GRPC_PORT}
+    port_args = [f"--http_port={HTTP_PORT}", f"--grpc_port={GRPC_PORT}"]
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": "/tmp/huggingface"}
+
+    def features(models: Sequence[FixtureModel]) -> frozenset[str]:
+        if any(m.task in ks.GENERATIVE_TASKS for m in models):
+            return ks.DECLARED_FEATURES
+        return ks.DECLARED_FEATURES - ks.OPENAI_FEATURES
+
+    if layout == "per-model":
+        if len(chosen) != 1:
+            raise ServegateError(
+                "layout per-model runs upstream's entry point, which serves one model: name it "
+                f"with models=NAME (one of {', '.join(m.name for m in chosen)})"
+            )
+        (model,) = chosen
+        return ServerLayout(
+            name="kserve",
+            image=image,
+            entrypoint=None,  # the image's own: python -m huggingfaceserver
+            args=(
+                f"--model_name={model.name}",
+                f"--model_dir={MODELS_MOUNT / model.name}",
+                f"--task={ks.KSERVE_TASKS[model.task]}",
+                f"--backend={hf_backend}",
+                *common,
+                *port_args,
+            ),
+            env=env,
+            ports=ports,
+            models={model.name: model.task},
+            implementation=f"KServe huggingfaceserver image {image} (official entry point)",
+            declared_features=features([model]),
+            gpu=gpu,
+        )
+    launcher = dest / LAUNCHER_DIR / ks.PACKAGE
+    shutil.copytree(
+        ks.PACKAGE_PARENT / ks.PACKAGE, launcher, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    model_args = [
+        f"--model={m.name}={MODELS_MOUNT / m.name}:{ks.KSERVE_TASKS[m.task]}" for m in chosen
+    ]
+    return ServerLayout(
+        name="kserve",
+        image=image,
+        entrypoint=("python", "-m", ks.PACKAGE),
+        args=("--implementation=official", *model_args, *common, *port_args),
+        env={**env, "PYTHONPATH": str(MODELS_MOUNT / LAUNCHER_DIR)},
+        ports=ports,
+        models={m.name: m.task for m in chosen},
+        implementation=(
+            f"KServe huggingfaceserver image {image} (official model classes, every model "
+            "in one process through servegate's launcher)"
+        ),
+        declared_features=features(chosen),
+        gpu=gpu,
+    )
+
+
+def _copy_model(model: FixtureModel, dest: Path, dtype: str | None) -> None:
+    """A copy of the fixture; for float16/bfloat16 its config says that torch_dtype."""
+    shutil.copytree(Path(model.path), dest, symlinks=False)
+    if dtype in ("float16", "bfloat16"):
+        config_path = dest / "config.json"
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config["torch_dtype"] = dtype
+        _write_json(config_path, config)
+
+
+def _world_readable(root: Path) -> None:
+    # the images run as uid 1000, not as whoever staged the files
+    for path in [root, *root.rglob("*")]:
+        mode = path.stat().st_mode
+        path.chmod(mode | (0o555 if path.is_dir() else 0o444))
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def _write_json(path: Path, content: Mapping[str, Any]) -> None:
+    path.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+# --- docker create arguments ----------------------------------------------------------------
+
+
+def docker_create_kwargs(spec: ContainerSpec) -> dict[str, Any]:
+    """Keyword arguments of docker-py's ``containers.create`` for ``spec`` (host ports: any)."""
+    layout = spec.layout
+    kwargs: dict[str, Any] = {
+        "image": layout.image,
+        "command": list(layout.args),
+        "environment": dict(layout.env),
+        # bound to loopback only: the suite runs on this machine
+        "ports": {f"{port}/tcp": ("127.0.0.1", None) for port in layout.ports.values()},
+        "volumes": {
+            str(Path(spec.repository).resolve()): {"bind": str(MODELS_MOUNT), "mode": "ro"}
+        },
+        "labels": {"servegate.runtime": layout.name, **spec.labels},
+        # torch's DataLoader and tokenizers use shared memory; Docker's default is 64 MB
+        "shm_size": "1g",
+    }
+    if layout.entrypoint is not None:
+        kwargs["entrypoint"] = list(layout.entrypoint)
+    if layout.gpu:
+        kwargs["device_requests"] = [gpu_device_request()]
+    return kwargs
+
+
+def gpu_device_request() -> Any:
+    """``--gpus all`` as docker-py spells it."""
+    try:
+        from docker.types import DeviceRequest
+    except ImportError:  # the spec stays inspectable without the containers extra
+        return {"Driver": "", "Count": -1, "Capabilities": [["gpu"]]}
+    return DeviceRequest(count=-1, capabilities=[["gpu"]])
+
+
+# --- can it run here? -----------------------------------------------------------------------
+
+
+def missing_packages(names: Sequence[str]) -> list[str]:
+    import importlib.util
+
+    return [n for n in names if importlib.util.find_spec(n) is None]
+
+
+def docker_engine_problem(timeout: float = 5.0) -> str | None:
+    """Why no Docker engine can be used from here, or None when one answers."""
+    missing = missing_packages(["docker", "testcontainers"])
+    if missing:
+        return (
+            f"the Python package(s) {', '.join(missing)} are not installed "
+            "(pip install 'servegate[containers]')"
+        )
+    import docker
+    from docker.utils import kwargs_from_env
+
+    where = kwargs_from_env().get("base_url") or "unix:///var/run/docker.sock"
+    try:
+        client = docker.from_env(timeout=int(timeout))
+    except Exception as exc:  # docker-py wraps every transport error differently
+        return f"no Docker engine answers at {where} ({_transport_reason(exc)})"
+    try:
+        client.ping()
+    except Exception as exc:
+        return f"no Docker engine answers at {where} ({_transport_reason(exc)})"
+    finally:
+        client.close()
+    return None
+
+
+def _transport_reason(exc: BaseException) -> str:
+    text = str(exc)
+    for marker, reason in (
+        ("FileNotFoundError", "no such socket: is the engine running?"),
+        ("ConnectionRefused", "connection refused"),
+        ("Connection refused", "connection refused"),
+        ("PermissionError", "permission denied: is this user in the docker group?"),
+        ("Permission denied", "permission denied: is this user in the docker group?"),
+        ("timed out", "timed out"),
+    ):
+        if marker in text:
+            return reason
+    return _first_line(exc)
+
+
+def docker_gpu_problem(timeout: float = 5.0) -> str | None:
+    """Why the Docker engine cannot hand a GPU to a container, or None when it can."""
+    problem = docker_engine_problem(timeout)
+    if problem:
+        return problem
+    import docker
+
+    client = docker.from_env(timeout=int(timeout))
+    try:
+        runtimes = client.info().get("Runtimes") or {}
+    finally:
+        client.close()
+    if "nvidia" not in runtimes:
+        return "the Docker engine has no nvidia runtime (install the NVIDIA Container Toolkit)"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def require_engine(backend: str, gpu: bool) -> None:
+    """ServegateError in one line when ``backend`` cannot reach what it needs."""
+    problem = docker_gpu_problem() if gpu else docker_engine_problem()
+    if problem:
+        needs = "a Docker engine with GPU support" if gpu else "a Docker engine"
+        raise ServegateError(f"backend {backend} needs {needs}: {problem}; run `servegate doctor`")
+
+
+# --- the run half: testcontainers -----------------------------------------------------------
+
+_running: set[ContainerServer] = set()
+
+
+class ContainerServer:
+    """A reference server in a container; ``stop`` removes it and its staged files."""
+
+    def __init__(self, name: str, spec: ContainerSpec, log_path: Path):
+        from testcontainers.core.container import DockerContainer
+
+        kwargs = docker_create_kwargs(spec)
+        self.name = name
+        self.spec = spec
+        self.log_path: Path | None = log_path
+        self.target = Target(name=name, http_url="http://127.0.0.1:0")
+        container = DockerContainer(kwargs.pop("image"), command=kwargs.pop("command"))
+        container.with_envs(**kwargs.pop("environment"))
+        for port_key in kwargs.pop("ports"):
+            # host port None: Docker picks a free one, read back after the start
+            container.with_bind_ports(port_key, None)
+        for host, mount in kwargs.pop("volumes").items():
+            container.with_volume_mapping(host, mount["bind"], mount["mode"])
+        container.with_kwargs(**kwargs)
+        self._container = container
+        self._started = False
+        self._follower: threading.Thread | None = None
+
+    def start(self) -> None:
+        _running.add(self)
+        self._started = True
+        self._container.start()
+        self._follower = threading.Thread(target=self._follow_logs, daemon=True)
+        self._follower.start()
+
+    def _follow_logs(self) -> None:
+        if self.log_path is None:
+            return
+        try:
+            stream = self._container.get_wrapped_container().logs(stream=True, follow=True)
+            with self.log_path.open("ab") as out:
+                for chunk in stream:
+                    out.write(chunk)
+                    out.flush()
+        except Exception:  # the container went away; the log holds what it said
+            return
+
+    def host_port(self, container_port: int) -> int:
+        return int(self._container.get_exposed_port(container_port))
+
+    def exit_code(self) -> int | None:
+        """The container's exit code once it has stopped, else None."""
+        wrapped = self._container.get_wrapped_container()
+        wrapped.reload()
+        if wrapped.status in ("exited", "dead"):
+            return int(wrapped.attrs.get("State", {}).get("ExitCode", -1))
+        return None
+
+    def stop(self) -> None:
+        """Remove the container (and its anonymous volumes) and the staged repository."""
+        if self._started:
+            # also after a failed start: a container created but never running is removed too
+            with contextlib.suppress(Exception):  # already gone
+                self._container.stop(force=True, delete_volume=True)
+            self._started = False
+        if self._follower is not None:
+            self._follower.join(timeout=5)
+            self._follower = None
+        shutil.rmtree(self.spec.repository, ignore_errors=True)
+        _running.discard(self)
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_running):
+        server.stop()
+
+
+def start_container(
+    runtime: str,
+    spec: ServerSpec,
+    fixtures: FixtureSet,
+    *,
+    state_dir: Path,
+    logs_dir: Path,
+    log: Callable[[str], None] = print,
+) -> ContainerServer:
+    """Start ``runtime``'s official image and wait until it and every model are ready.
+
+    ServerStartError (with the log's last lines) when the container dies or is not ready in
+    time; nothing is left behind then. Testcontainers' reaper also removes the container should
+    this process be killed outright.
+    """
+    from servegate.reference_servers.local import wait_until_ready
+
+    require_engine("testcontainers", gpu=spec.device == "cuda")
+    name = f"{runtime}-{spec.device}"
+    run_id = uuid.uuid4().hex[:8]
+    repository = Path(state_dir).resolve() / "run" / f"{name}-container-{run_id}"
+    try:
+        layout = stage_repository(runtime, spec, fixtures, repository)
+    except BaseException:
+        shutil.rmtree(repository, ignore_errors=True)
+        raise
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    log_path = logs_dir / f"{name}-container.log"
+    log_path.write_text("")
+    server = ContainerServer(
+        name, ContainerSpec(layout, repository, labels={"servegate.run": run_id}), log_path
+    )
+    try:
+        log(f"[{runtime}] starting {layout.image}")
+        server.start()
+        server.target = container_target(
+            name,
+            layout,
+            fixtures,
+            http_port=server.host_port(layout.ports["http"]),
+            grpc_port=server.host_port(layout.ports["grpc"]),
+        )
+        wait_until_ready(
+            server.target,
+            spec.ready_timeout,
+            name=f"{name} ({layout.image})",
+            log_path=log_path,
+            exit_code=server.exit_code,
+        )
+    except BaseException as exc:
+        server.stop()
+        if isinstance(exc, ServegateError | KeyboardInterrupt | SystemExit):
+            raise
+        raise ServerStartError(
+            f"{name}: could not start {layout.image}: {_first_line(exc)} (log: {log_path})"
+        ) from exc
+    return server
+
+
+def container_target(
+    name: str, layout: ServerLayout, fixtures: FixtureSet, *, http_port: int, grpc_port: int
+) -> Target:
+    """The Target of a layout reachable on these local ports (a mapped port, a port-forward)."""
+    models = {}
+    for model, task in layout.models.items():
+        fx = fixtures.models.get(model)
+        models[model] = ModelInfo(
+            name=model,
+            task=task,
+            labels=fx.labels if fx else (),
+            hidden_size=fx.hidden_size if fx else None,
+            mask_token=fx.mask_token if fx else None,
+        )
+    return Target(
+        name=name,
+        http_url=f"http://127.0.0.1:{http_port}",
+        grpc_address=f"127.0.0.1:{grpc_port}",
+        models=models,
+        implementation=layout.implementation,
+        features=layout.declared_features,
+    )
