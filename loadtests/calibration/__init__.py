@@ -1,0 +1,1 @@
+"""Test servers with known behaviour, so load-test figures can be checked against the truth."""
