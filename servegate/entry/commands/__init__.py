@@ -5,4 +5,7 @@ COMMANDS = (
     "servegate.entry.commands.serve",
     "servegate.entry.commands.prepare",
     "servegate.entry.commands.run",
+    "servegate.entry.commands.report",
+    "servegate.entry.commands.gate",
+    "servegate.entry.commands.compare",
 )
