@@ -48,35 +48,66 @@ def start_reference(
     grpc_port: int | None = None,
     log: Callable[[str], None] = print,
 ) -> RunningServer:
-    """Start one reference server and return it ready; ServegateError on any failure."""
+    """Start one reference server on ``backend`` and return it ready; ServegateError otherwise.
+
+    What a backend needs (a Docker engine, kind and a cluster) is checked before anything is
+    built, so a machine without it fails at once with one line naming the reason.
+    """
     runtime = get_runtime(runtime_name)
     if backend not in BACKENDS:
         raise ServegateError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-    if backend != "local":
+    options = dict(options or {})
+    if "models" in options:
+        # `--option models=a,b` where a caller has no other way to choose models
+        models = tuple(m.strip() for m in str(options.pop("models")).split(",") if m.strip())
+    if backend != "local" and (http_port or grpc_port):
         raise ServegateError(
-            f"backend {backend!r} is not available in this version of servegate; use 'local'"
+            f"backend {backend} picks its own local ports; drop --http-port/--grpc-port"
         )
+    gpu = device == "cuda"
+    if backend == "testcontainers":
+        from servegate.reference_servers.containers import require_engine
+
+        require_engine(backend, gpu=gpu)
+    elif backend == "kind":
+        from servegate.reference_servers.kind.backend import require_kind
+
+        require_kind(gpu=gpu)
     spec = ServerSpec(
         runtime=runtime.name,
         device=device,
         models=models,
-        options=dict(options or {}),
+        options=options,
         ready_timeout=ready_timeout,
     )
     fixtures = prepare_fixtures(state_dir, log)
-    python = prepare_env(runtime.name, state_dir, log)
-    from servegate.reference_servers.local import start_local
-
     log(f"[{runtime.name}] starting ({backend}, {device})")
-    server = start_local(
-        runtime,
-        spec,
-        fixtures,
-        python,
-        state_dir=state_dir,
-        logs_dir=logs_dir,
-        http_port=http_port,
-        grpc_port=grpc_port,
-    )
+    server: RunningServer
+    if backend == "testcontainers":
+        from servegate.reference_servers.containers import start_container
+
+        server = start_container(
+            runtime.name, spec, fixtures, state_dir=state_dir, logs_dir=logs_dir, log=log
+        )
+    elif backend == "kind":
+        from servegate.reference_servers.kind.backend import start_kind
+
+        server = start_kind(
+            runtime.name, spec, fixtures, state_dir=state_dir, logs_dir=logs_dir, log=log
+        )
+    else:
+        from servegate.reference_servers.local import start_local
+
+        python = prepare_env(runtime.name, state_dir, log)
+        server = start_local(
+            runtime,
+            spec,
+            fixtures,
+            python,
+            state_dir=state_dir,
+            logs_dir=logs_dir,
+            http_port=http_port,
+            grpc_port=grpc_port,
+        )
     log(f"[{runtime.name}] ready at {server.target.http_url} (gRPC {server.target.grpc_address})")
     return server

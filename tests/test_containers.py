@@ -27,8 +27,11 @@ NO_ENGINE = "unix:///nonexistent/servegate-test-docker.sock"
 
 @pytest.fixture
 def fake_fixtures(tmp_path: Path) -> FixtureSet:
+    return make_fake_fixtures(tmp_path / "fixtures")
+
+
+def make_fake_fixtures(root: Path) -> FixtureSet:
     """A fixture set whose models are a config.json and a weights file each (enough to stage)."""
-    root = tmp_path / "fixtures"
     models = {}
     for task in TASKS:
         name = f"tiny-{task}"
