@@ -8,4 +8,5 @@ COMMANDS = (
     "servegate.entry.commands.report",
     "servegate.entry.commands.gate",
     "servegate.entry.commands.compare",
+    "servegate.entry.commands.doctor",
 )
