@@ -119,3 +119,65 @@ def element_count(shape: list[int]) -> int:
     for dim in shape:
         count *= dim
     return count
+
+
+#: the range of each integer datatype
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "UINT8": (0, 2**8 - 1),
+    "UINT16": (0, 2**16 - 1),
+    "UINT32": (0, 2**32 - 1),
+    "UINT64": (0, 2**64 - 1),
+    "INT8": (-(2**7), 2**7 - 1),
+    "INT16": (-(2**15), 2**15 - 1),
+    "INT32": (-(2**31), 2**31 - 1),
+    "INT64": (-(2**63), 2**63 - 1),
+}
+#: the largest finite magnitude of each float datatype
+FLOAT_MAX = {"FP16": 65504.0, "FP32": 3.4028234663852886e38, "FP64": 1.7976931348623157e308}
+
+
+def value_fits(datatype: str, value: Any) -> bool:
+    """Whether one element (as JSON or raw decoding gives it) is a value of ``datatype``."""
+    if datatype == "BYTES":
+        return isinstance(value, str | bytes)
+    if datatype == "BOOL":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if datatype in INT_RANGES:
+        lo, hi = INT_RANGES[datatype]
+        return isinstance(value, int) and lo <= value <= hi
+    if datatype in FLOAT_MAX:
+        # inf and NaN are values of every float type (raw contents carry them)
+        return isinstance(value, int | float) and (
+            value != value or abs(value) == float("inf") or abs(value) <= FLOAT_MAX[datatype]
+        )
+    return False
+
+
+def tensor_problems(name: str, datatype: str, shape: Any, data: Any) -> list[str]:
+    """What is wrong with one response tensor: an unknown datatype, a bad shape, an element
+    count that is not the product of the shape, or values outside the datatype.
+
+    ``data`` may be nested or flat; None when it travelled elsewhere (binary parts).
+    """
+    problems = []
+    if datatype not in DATATYPES:
+        problems.append(f"{name}: datatype {datatype!r} is not a V2 datatype")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        problems.append(f"{name}: shape {shape!r} is not a list of non-negative integers")
+        return problems
+    if data is None:
+        return problems
+    flat = flatten(data)
+    if len(flat) != element_count(shape):
+        problems.append(
+            f"{name}: shape {shape} holds {element_count(shape)} elements but data has {len(flat)}"
+        )
+    if datatype in DATATYPES:
+        bad = [v for v in flat if not value_fits(datatype, v)]
+        if bad:
+            problems.append(f"{name}: {len(bad)} value(s) are not {datatype}, e.g. {bad[0]!r}")
+    return problems

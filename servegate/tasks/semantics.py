@@ -216,3 +216,34 @@ def token_vectors(result: Any) -> list[list[float]]:
     ):
         result = result[0]
     return result if isinstance(result, list) else []
+
+
+def check_vectors(vectors: Sequence[Any], model: ModelInfo, evidence: HasExchange, *,
+                  unit_length: bool = False) -> None:
+    """Several embeddings (one per token or per text): each valid, all of one length."""
+    expect(vectors, "feature-extraction returns one vector per token", "no vectors", evidence)
+    for vector in vectors:
+        check_vector(vector, model, evidence, unit_length=unit_length)
+    lengths = sorted({len(v) for v in vectors})
+    expect(len(lengths) == 1, "every embedding of one model has the same length",
+           f"vector lengths {lengths}", evidence)
+
+
+def check_task_result(task: str, result: Any, model: ModelInfo, evidence: HasExchange) -> None:
+    """The check of meaning for one pipeline result of ``task`` (MLServer's JSON items, after
+    :func:`servegate.tasks.hf_v2_kwargs.single_result`) for the example input of that task."""
+    if task in ("text-classification", "image-classification"):
+        check_label_scores(result, model, evidence, task)
+    elif task == "token-classification":
+        check_entities(result, model, examples.NER, evidence)
+    elif task == "question-answering":
+        check_answer(result[0] if result else None, examples.CONTEXT, evidence)
+    elif task == "fill-mask":
+        check_fill_mask(result, model, evidence)
+    elif task == "text-generation":
+        check_generated(result[0] if result else None, examples.PROMPT, evidence, full_text=True)
+    elif task == "text2text-generation":
+        check_generated(result[0] if result else None, examples.TEXT2TEXT, evidence,
+                        full_text=False)
+    elif task == "feature-extraction":
+        check_vectors(token_vectors(result), model, evidence)
