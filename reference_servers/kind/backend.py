@@ -174,8 +174,9 @@ class KindServer:
     def create_objects(self) -> None:
         from kubernetes import client
 
-        core = client.CoreV1Api(self.api())
-        custom = client.CustomObjectsApi(self.api())
+        # the client takes plain dicts as bodies (its typed signatures name model classes)
+        core: Any = client.CoreV1Api(self.api())
+        custom: Any = client.CustomObjectsApi(self.api())
         for obj in self.plan.objects:
             kind = obj["kind"]
             if kind == "Namespace":
@@ -195,7 +196,7 @@ class KindServer:
         """Until the InferenceService's Ready condition is True; ServerStartError otherwise."""
         from kubernetes import client
 
-        custom = client.CustomObjectsApi(self.api())
+        custom: Any = client.CustomObjectsApi(self.api())
         deadline = time.monotonic() + timeout
         while True:
             isvc = custom.get_namespaced_custom_object(

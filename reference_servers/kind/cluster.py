@@ -208,7 +208,8 @@ def gpu_count(api_client: Any) -> int:
 
     total = 0
     for node in client.CoreV1Api(api_client).list_node().items:
-        total += int((node.status.allocatable or {}).get(manifests.GPU_RESOURCE, "0"))
+        allocatable = (node.status.allocatable if node.status else None) or {}
+        total += int(allocatable.get(manifests.GPU_RESOURCE, "0"))
     return total
 
 
