@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json as jsonlib
+import ssl
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,14 @@ from servegate.targets import Connection
 
 #: connection setup is retried this often (a refused connect is never a partial request)
 CONNECT_RETRIES = 2
+
+
+def tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
+    """httpx's ``verify`` for a Connection's: True (system CAs), False (--insecure), or a
+    context trusting the CA bundle at a path (httpx deprecates passing the path itself)."""
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return verify
 
 
 class NotJSON(AssertionError):
@@ -94,14 +103,16 @@ class HttpSession:
         self.transport = transport
         self._client: httpx.Client | None = None
         if transport is None:
+            verify = tls_verify(self.connection.verify)
             self._client = httpx.Client(
                 base_url=self.base_url,
                 headers=dict(self.connection.headers),
-                verify=self.connection.verify,
+                verify=verify,
+                # one limit per request: connect, each read, each write (per call: timeout=)
                 timeout=self.connection.timeout,
-                transport=httpx.HTTPTransport(
-                    retries=CONNECT_RETRIES, verify=self.connection.verify
-                ),
+                # httpx retries only failed connection setup (refused, connect timeout), never
+                # a request that reached the server: inference is not always idempotent
+                transport=httpx.HTTPTransport(retries=CONNECT_RETRIES, verify=verify),
             )
 
     def close(self) -> None:
@@ -121,7 +132,8 @@ class HttpSession:
             protocol=self.protocol,
             method=method,
             url=self.base_url + path,
-            request_headers=dict(headers),
+            # what was sent, the session's own headers included (reports redact credentials)
+            request_headers={**self.connection.headers, **headers},
             request_body=excerpt(body),
         )
 
