@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from servegate.errors import ServegateError
+from servegate.fixtures.catalog import REQUIREMENTS as FIXTURES_REQUIREMENTS
 from servegate.fixtures.catalog import FixtureSet, build_fixtures
 from servegate.reference_servers.base import RunningServer, ServerSpec
 from servegate.reference_servers.envs import ensure_env
@@ -15,17 +16,14 @@ from servegate.reference_servers.registry import get_runtime
 BACKENDS = ("local", "testcontainers", "kind")
 
 
-def _fixtures_requirements() -> Path:
-    # the fixtures folder is mapped into the package as servegate.fixtures
-    from servegate import fixtures
-
-    return Path(fixtures.__file__).resolve().parent / "requirements.txt"
+def prepare_fixtures_env(state_dir: Path, log: Callable[[str], None] = print) -> Path:
+    """The interpreter that builds the fixture models (torch, transformers), made on first use."""
+    return ensure_env(state_dir, "fixtures", FIXTURES_REQUIREMENTS, log=log)
 
 
 def prepare_fixtures(state_dir: Path, log: Callable[[str], None] = print) -> FixtureSet:
     """The tiny fixture models, built (once per content key) in their own env."""
-    python = ensure_env(state_dir, "fixtures", _fixtures_requirements(), log=log)
-    return build_fixtures(state_dir, python, log=log)
+    return build_fixtures(state_dir, prepare_fixtures_env(state_dir, log), log=log)
 
 
 def prepare_env(runtime_name: str, state_dir: Path, log: Callable[[str], None] = print) -> Path:
