@@ -47,6 +47,7 @@ class RunState:
         self.options: ScenarioOptions | None = None
         self.thresholds: dict[str, Any] | None = None
         self.written: dict[str, Path] = {}
+        self.workers = 0
 
 
 STATE = RunState()
@@ -179,6 +180,8 @@ class ProtocolUser(User):
 
     def on_start(self) -> None:
         if STATE.aborted:
+            # the runner is stopping; wait for it quietly instead of raising in every user
+            gevent.sleep(60)
             raise StopUser()
 
     @staticmethod
@@ -268,7 +271,6 @@ def _on_init(environment: Environment, **_: Any) -> None:
         # tags select scenarios: a user class left with no task is dropped, not started empty
         kept = [u for u in environment.user_classes if u.tasks]
         environment.user_classes = kept
-        environment.user_classes_by_name = {u.__name__: u for u in kept}
     if isinstance(environment.runner, WorkerRunner):
         return
     try:
@@ -294,6 +296,8 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         gevent.spawn(_probe_loop_lag)
     if isinstance(runner, WorkerRunner):
         return
+    if isinstance(runner, MasterRunner):
+        STATE.workers = runner.worker_count
     if STATE.aborted:
         abort_now = STATE.aborted
         STATE.aborted = None
@@ -408,7 +412,6 @@ def write_results(environment: Environment) -> dict[str, Any]:
         "scenarios": sorted(u.__name__ for u in environment.user_classes),
         "protocols": sorted({getattr(u, "protocol", "?") for u in environment.user_classes}),
     }
-    runner = environment.runner
     config = {
         "users": getattr(parsed, "num_users", None),
         "spawn_rate": getattr(parsed, "spawn_rate", None),
@@ -417,7 +420,7 @@ def write_results(environment: Environment) -> dict[str, Any]:
         "max_tokens": opts.max_tokens,
         "pace_ms": opts.pace_ms,
         "processes": getattr(parsed, "processes", None),
-        "workers": runner.worker_count if isinstance(runner, MasterRunner) else 0,
+        "workers": STATE.workers,
         "tags": getattr(parsed, "tags", None),
     }
     document = results.build_run_result(

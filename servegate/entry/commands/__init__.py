@@ -5,6 +5,8 @@ COMMANDS = (
     "servegate.entry.commands.serve",
     "servegate.entry.commands.prepare",
     "servegate.entry.commands.run",
+    "servegate.entry.commands.load",
+    "servegate.entry.commands.experiment",
     "servegate.entry.commands.report",
     "servegate.entry.commands.gate",
     "servegate.entry.commands.compare",
