@@ -108,6 +108,8 @@ def test_no_secret_in_any_report_or_log(pytester, tmp_path, monkeypatch):
         result = pytester.runpytest_subprocess(
             "-p",
             "no:cacheprovider",
+            "-p",
+            "no:hypothesispytest",
             "-rA",
             f"--target={server.url}",
             f"--ca-bundle={certs.ca}",

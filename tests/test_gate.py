@@ -1,0 +1,246 @@
+"""The promotion gate: exit 0 only when every requested profile succeeds and the load
+thresholds hold, the reason first; and the pytest run itself honouring --profile."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from servegate.entry.cli import main
+
+CHECKS = '''
+import pytest
+from servegate.checks import expect_status
+
+MODE = "{mode}"
+
+
+@pytest.mark.features("v2-rest")
+def test_live(v2):
+    """GET /v2/health/live returns 200."""
+    expect_status(v2.live(), 200, "GET /v2/health/live returns 200")
+
+
+@pytest.mark.features("v2-rest")
+def test_ready(v2):
+    """GET /v2/health/ready returns 200."""
+    if MODE == "partial":
+        pytest.skip("not checked in this run")
+    expect_status(v2.ready(), 200, "GET /v2/health/ready returns 200")
+
+
+@pytest.mark.features("v2-rest")
+def test_metadata(v2):
+    """GET /v2/models/{{m}} returns 200."""
+    if MODE != "failure":
+        return
+    expect_status(v2.model_metadata("tiny-text-classification"), 200,
+                  "GET /v2/models/{{m}} returns 200")
+
+
+@pytest.mark.features("v2-grpc")
+def test_grpc_live(v2_grpc):
+    """ServerLive answers."""
+'''
+
+
+def run_checks(pytester, url: str, mode: str, *args: str) -> tuple[pytest.RunResult, Path]:
+    pytester.makepyfile(test_checks=CHECKS.format(mode=mode))
+    reports = pytester.path / "reports"
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:hypothesispytest",
+        f"--target={url}",
+        f"--reports-dir={reports}",
+        *args,
+    )
+    return result, reports
+
+
+def gate(capsys, reports: Path, *args: str) -> tuple[int, list[str]]:
+    capsys.readouterr()  # what came before (a pytester run's output) is not the gate's
+    code = main(["--reports-dir", str(reports), "gate", *args])
+    return code, capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize(
+    "mode, code, first",
+    [
+        ("success", 0, "servegate gate: PASS"),
+        ("partial", 1, "servegate gate: FAIL: profile oip-rest on 127.0.0.1-"),
+        ("failure", 1, "servegate gate: FAIL: profile oip-rest on 127.0.0.1-"),
+    ],
+)
+def test_gate_exit_code_follows_the_profile_result(
+    pytester, tiny_server, capsys, mode, code, first
+):
+    result, reports = run_checks(pytester, tiny_server.target.http_url, mode)
+    assert result.ret == (1 if mode == "failure" else 0)
+    status, lines = gate(capsys, reports, "--profile", "oip-rest")
+    assert status == code
+    assert lines[0].startswith(first)
+    if mode != "success":
+        assert f": {mode}: " in lines[0]
+        assert "test_" in lines[0]  # the reason names the check
+
+
+def test_pytest_run_fails_when_a_requested_profile_fails_though_no_check_failed(
+    pytester, tiny_server
+):
+    # oip-grpc's core check cannot run: the target has no gRPC address
+    result, reports = run_checks(
+        pytester, tiny_server.target.http_url, "success", "--profile=oip-grpc"
+    )
+    outcomes = result.parseoutcomes()
+    assert "failed" not in outcomes
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "[servegate] profile gate failed: profile oip-grpc on" in result.stdout.str()
+    report = json.loads(next(reports.glob("conformance-*.json")).read_text())
+    assert report["requested_profiles"] == ["oip-grpc"]
+    assert report["profiles"][0]["result"] == "failure"
+    # and without --profile the same run passes: profiles only inform
+    result, _ = run_checks(pytester, tiny_server.target.http_url, "success")
+    assert result.ret == 0
+
+
+@pytest.fixture(scope="module")
+def passing_reports(tmp_path_factory) -> Path:
+    """A report of a run where every oip-rest check passed, made without a server."""
+    from servegate.report.conformance import TargetRun, write_reports
+    from servegate.report.schema import Case
+    from servegate.targets import Target
+
+    folder = tmp_path_factory.mktemp("reports")
+    target = Target(
+        name="cand",
+        http_url="http://x:8080",
+        implementation="MLServer 1.7.1",
+        features=frozenset({"v2-rest"}),
+    )
+    cases = [
+        Case(
+            check=f"t.py::test_{i}",
+            nodeid=f"t.py::test_{i}[cand]",
+            name=f"test_{i}[cand]",
+            features=["v2-rest"],
+            outcome="passed",
+        )
+        for i in range(3)
+    ]
+    write_reports(folder, [TargetRun("cand", target, cases)], started=0.0)
+    return folder
+
+
+def write_load(folder: Path, name: str, data: object) -> None:
+    (folder / name).write_text(json.dumps(data))
+
+
+THRESHOLDS = """
+thresholds:
+  - metric: summary.requests_per_second
+    min: 20
+  - metric: "scenarios.*.p99_ms"
+    max: 800
+"""
+
+
+@pytest.mark.parametrize(
+    "load, code, first",
+    [
+        (
+            {"summary": {"requests_per_second": 31.5}, "scenarios": {"a": {"p99_ms": 120}}},
+            0,
+            "servegate gate: PASS",
+        ),
+        (
+            {"summary": {"requests_per_second": 12.0}, "scenarios": {"a": {"p99_ms": 120}}},
+            1,
+            "servegate gate: FAIL: load load-v2.json summary.requests_per_second: 12 < min 20",
+        ),
+        (
+            {"summary": {"requests_per_second": 31.5}, "scenarios": {"a": {"p99_ms": 950}}},
+            1,
+            "servegate gate: FAIL: load load-v2.json scenarios.a.p99_ms: 950 > max 800",
+        ),
+        (
+            {"summary": {"requests_per_second": 31.5}},
+            1,
+            "servegate gate: FAIL: load metric scenarios.*.p99_ms: found in no load result",
+        ),
+        (
+            {"valid": False, "invalid_reason": "Locust CPU above 90%", "summary": {}},
+            1,
+            "servegate gate: FAIL: load load-v2.json: run marked invalid: Locust CPU above 90%",
+        ),
+    ],
+)
+def test_load_thresholds(passing_reports, tmp_path, capsys, load, code, first):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    for path in passing_reports.glob("conformance-*.json"):
+        (reports / path.name).write_text(path.read_text())
+    write_load(reports, "load-v2.json", load)
+    (tmp_path / "t.yaml").write_text(THRESHOLDS)
+    status, lines = gate(capsys, reports, "--thresholds", str(tmp_path / "t.yaml"))
+    assert (status, lines[0][: len(first)]) == (code, first)
+
+
+def test_load_result_own_breach_fails_even_without_thresholds(passing_reports, tmp_path, capsys):
+    assert gate(capsys, passing_reports)[0] == 0
+    reports = tmp_path / "r"
+    reports.mkdir()
+    for path in passing_reports.glob("conformance-*.json"):
+        (reports / path.name).write_text(path.read_text())
+    write_load(reports, "load-x.json", {"passed": False, "breaches": ["p99 1200 ms > 800 ms"]})
+    status, lines = gate(capsys, reports)
+    assert status == 1
+    assert lines[0] == (
+        "servegate gate: FAIL: load load-x.json: its thresholds broke: p99 1200 ms > 800 ms"
+    )
+
+
+def test_thresholds_required_without_load_results(passing_reports, tmp_path, capsys):
+    (tmp_path / "t.yaml").write_text(THRESHOLDS)
+    status, lines = gate(capsys, passing_reports, "--thresholds", str(tmp_path / "t.yaml"))
+    assert status == 1 and "no load result matches" in lines[0]
+
+
+def test_summary_is_appended_as_markdown(passing_reports, tmp_path, capsys):
+    summary = tmp_path / "step-summary.md"
+    summary.write_text("earlier\n")
+    assert gate(capsys, passing_reports, "--summary", str(summary))[0] == 0
+    text = summary.read_text()
+    assert text.startswith("earlier\n### servegate gate: PASS")
+    assert "| ✅ | profile oip-rest on cand |" in text
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda d: None, "no conformance report in"),
+        (lambda d: (d / "conformance-x.json").write_text("{not json"), "cannot read it"),
+        (
+            lambda d: (d / "conformance-x.json").write_text('{"report_version": 1}'),
+            "report_version 1, this servegate reads version 2",
+        ),
+        (
+            lambda d: (d / "conformance-x.json").write_text('{"report_version": 2}'),
+            "not a valid conformance report",
+        ),
+    ],
+)
+def test_unreadable_inputs_exit_2_with_the_reason(tmp_path, capsys, setup, message):
+    setup(tmp_path)
+    status, lines = gate(capsys, tmp_path)
+    assert status == 2
+    assert lines[0].startswith("servegate gate: ERROR: ") and message in lines[0]
+
+
+def test_bad_thresholds_file_exits_2(passing_reports, tmp_path, capsys):
+    (tmp_path / "t.yaml").write_text("thresholds:\n  - metric: x\n")
+    status, lines = gate(capsys, passing_reports, "--thresholds", str(tmp_path / "t.yaml"))
+    assert status == 2 and "needs min or max" in lines[0]
