@@ -12,7 +12,23 @@ from servegate.fixtures.catalog import FixtureSet
 from servegate.reference_servers.base import Launch, Ports, ServerSpec
 
 TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
 TINY_V2 = TESTS / "servers" / "tiny_v2.py"
+#: the project's own state dir: the tests use (and on first use create) the same envs as the suite
+STATE_DIR = ROOT / ".servegate"
+
+
+def project_python(name: str) -> Path:
+    """The interpreter of the project's env ``name`` ("mlserver", "kserve" or "fixtures"),
+    created from its pinned requirements on first use (minutes), as the suite itself does."""
+    from servegate.reference_servers.manager import prepare_env, prepare_fixtures_env
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    if name == "fixtures":
+        return prepare_fixtures_env(STATE_DIR, log)
+    return prepare_env(name, STATE_DIR, log)
 
 
 

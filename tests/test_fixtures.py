@@ -25,6 +25,7 @@ import pytest
 from servegate.errors import ServegateError
 from servegate.fixtures import catalog, payloads
 from servegate.fixtures.catalog import TASKS, FixtureError, build_fixtures, load_fixtures
+from tests.conftest import project_python
 
 LIBRARIES = ("torch", "transformers", "tokenizers", "numpy", "PIL")
 
@@ -45,7 +46,8 @@ def fixtures_python() -> str | None:
             continue
         if done.returncode == 0:
             return candidate
-    return None
+    # the project's own fixtures env, as the suite makes it (created on first use)
+    return str(project_python("fixtures"))
 
 
 def need_python() -> str:

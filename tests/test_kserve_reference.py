@@ -18,11 +18,13 @@ import pytest
 from servegate.fixtures.catalog import FixtureModel, FixtureSet, build_fixtures
 from servegate.reference_servers.base import Ports, ServerSpec
 from servegate.reference_servers.kserve_huggingface import runtime as ks
+from tests.conftest import project_python
 
 REPO = Path(__file__).resolve().parents[1]
 PORTS = Ports(http=18080, grpc=18081)
 BOGUS_PYTHON = Path("/nonexistent/bin/python")
-#: where a kserve server env may be: the project's own, else one prepared by hand in /tmp
+#: where an env with the official huggingfaceserver may be: the project's own (if a user
+#: installed it there), else one prepared by hand in /tmp
 SERVER_ENV_GLOBS = (
     (REPO / ".servegate" / "envs", "kserve*/bin/python"),
     (Path("/tmp/envs"), "ks*/bin/python"),
@@ -207,13 +209,9 @@ def test_probe_of_a_missing_interpreter_finds_nothing() -> None:
 
 # ------------------------------------------------------------------------------ the server
 
-E2E_PYTHON = kserve_python()
 OFFICIAL_PYTHON = kserve_python(official=True)
-e2e = pytest.mark.skipif(
-    E2E_PYTHON is None,
-    reason="no kserve env: create one from reference_servers/kserve_huggingface/requirements.txt "
-    "(.servegate/envs/kserve-*)",
-)
+#: starts the server from the project's kserve env (created on first use)
+e2e = pytest.mark.slow
 differential = pytest.mark.skipif(
     OFFICIAL_PYTHON is None,
     reason="the official huggingfaceserver is not importable in any kserve env (install it "
@@ -247,8 +245,7 @@ def start(tmp_path_factory: pytest.TempPathFactory, python: Path, implementation
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    assert E2E_PYTHON is not None
-    running = start(tmp_path_factory, E2E_PYTHON, "servegate")
+    running = start(tmp_path_factory, project_python("kserve"), "servegate")
     yield running
     running.stop()
 

@@ -12,25 +12,16 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+
 from servegate.fixtures.catalog import FixtureModel, FixtureSet, build_fixtures
 from servegate.reference_servers.base import Ports, ServerSpec
 from servegate.reference_servers.mlserver import runtime as mls
-
 from servegate.tasks import examples
+from tests.conftest import project_python
 
 REPO = Path(__file__).resolve().parents[1]
 PORTS = Ports(http=18080, grpc=18081, metrics=18082)
 BOGUS_PYTHON = Path("/nonexistent/bin/python")
-
-
-def mlserver_python() -> Path | None:
-    """MLServer's interpreter: the project's own env if created, else a prepared one in /tmp."""
-    candidates = sorted((REPO / ".servegate" / "envs").glob("mlserver*/bin/python"))
-    candidates.append(Path("/tmp/envs/mls/bin/python"))
-    for python in candidates:
-        if python.exists():
-            return python
-    return None
 
 
 # ------------------------------------------------------------------------------ prepare()
@@ -201,11 +192,8 @@ def test_prepare_twice_leaves_no_stale_model(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------ end to end
 
-E2E_PYTHON = mlserver_python()
-e2e = pytest.mark.skipif(
-    E2E_PYTHON is None,
-    reason="no MLServer env (.servegate/envs/mlserver-*/bin/python or /tmp/envs/mls/bin/python)",
-)
+#: starts the real MLServer from the project's env (created on first use)
+e2e = pytest.mark.slow
 
 
 def group_processes(pgid: int) -> list[int]:
@@ -225,15 +213,15 @@ def group_processes(pgid: int) -> list[int]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     from servegate.reference_servers.local import start_local
 
-    assert E2E_PYTHON is not None
+    python = project_python("mlserver")
     state = tmp_path_factory.mktemp("mlserver-state")
-    fixtures = build_fixtures(state, E2E_PYTHON, log=lambda line: None)
+    fixtures = build_fixtures(state, python, log=lambda line: None)
     started = time.monotonic()
     running = start_local(
         mls.RUNTIME,
         ServerSpec(runtime="mlserver", ready_timeout=240),
         fixtures,
-        E2E_PYTHON,
+        python,
         state_dir=state,
         logs_dir=state / "logs",
     )
