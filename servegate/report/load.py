@@ -155,7 +155,7 @@ def tables_of(data: Any, title: str = "", depth: int = 0) -> list[Table]:
         return tables
     scalars = [[k, v] for k, v in data.items() if _scalar(v)]
     if scalars:
-        tables.append(Table(title or "summary", ["field", "value"], scalars))
+        tables.append(Table(title or "run", ["field", "value"], scalars))
     for key, value in data.items():
         name = f"{title}.{key}" if title else str(key)
         if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
