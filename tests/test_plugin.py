@@ -11,25 +11,34 @@ import pytest
 CONFORMANCE = Path(__file__).resolve().parent.parent / "conformance"
 
 
-def run_suite(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess(str(CONFORMANCE), "-p", "no:cacheprovider",
-                                         f"--reports-dir={pytester.path / 'reports'}", *args)
+def run_suite(pytester: pytest.Pytester, *args: str, path: Path = CONFORMANCE) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(
+        str(path), "-p", "no:cacheprovider", f"--reports-dir={pytester.path / 'reports'}", *args
+    )
 
 
 def test_suite_against_a_target_reports_per_check(pytester, tiny_server):
     url = tiny_server.target.http_url
-    result = run_suite(pytester, f"--target={url}", "-rs")
-    result.assert_outcomes(passed=3, skipped=result.parseoutcomes().get("skipped", 0))
+    # the health checks only: the small server is no complete V2 server
+    result = run_suite(pytester, f"--target={url}", "-rs", path=CONFORMANCE / "test_health.py")
+    outcomes = result.parseoutcomes()
+    assert "failed" not in outcomes and "error" not in outcomes, result.stdout.str()
     assert result.ret == 0
-    report = json.loads((pytester.path / "reports" / "conformance-127.0.0.1-"
-                         f"{url.rsplit(':', 1)[1]}.json").read_text())
-    assert report["result"] == "success"
-    assert report["counts"]["passed"] == 3
+    report = json.loads(
+        (
+            pytester.path / "reports" / f"conformance-127.0.0.1-{url.rsplit(':', 1)[1]}.json"
+        ).read_text()
+    )
+    assert report["counts"]["passed"] == outcomes["passed"]
+    passed = {c["name"].split("[")[0] for c in report["cases"] if c["outcome"] == "passed"}
+    assert {"test_server_live_returns_200", "test_server_ready_returns_200"} <= passed
     # gRPC and V1 are not served: unsupported, not failed and not silently skipped
     assert report["counts"]["unsupported"] >= 2
     names = {c["name"]: c for c in report["cases"]}
-    assert names["test_grpc_server_live_and_ready[127.0.0.1-" + url.rsplit(":", 1)[1] + "]"][
-        "outcome"] == "unsupported"
+    assert (
+        names["test_grpc_server_live_and_ready[127.0.0.1-" + url.rsplit(":", 1)[1] + "]"]["outcome"]
+        == "unsupported"
+    )
     assert "summary.md" in {p.name for p in (pytester.path / "reports").iterdir()}
 
 
@@ -49,8 +58,9 @@ def test_malformed_target_is_a_usage_error(pytester):
 
 
 def test_declared_model_that_is_not_served_is_named(pytester, tiny_server):
-    result = run_suite(pytester, f"--target={tiny_server.target.http_url}",
-                       "--model=bert-large=fill-mask")
+    result = run_suite(
+        pytester, f"--target={tiny_server.target.http_url}", "--model=bert-large=fill-mask"
+    )
     assert result.ret == 3
     out = result.stdout.str()
     assert "the target serves no model 'bert-large'" in out
