@@ -151,3 +151,35 @@ def test_kserve_documented_example_is_answered(target: Target, v2: V2RestClient,
     reply, output = _rest_output(v2, model.name, body, hf_v2_input0.OUTPUT_NAME,
                                  f"the documented {task} request is answered")
     hf_v2_input0.check_output(task, output, model, body["inputs"][0]["shape"][0], reply)
+
+
+
+def _check_declared(v2: V2RestClient, model: ModelInfo, body: dict) -> None:
+    meta = v2.model_metadata(model.name)
+    rule = "every output returned is declared in the model's metadata"
+    expect_status(meta, 200, rule)
+    declared = {o.get("name") for o in meta.json().get("outputs") or []}
+    reply = v2.infer(model.name, body)
+    expect_status(reply, 200, rule)
+    returned = [o.get("name") for o in reply.json().get("outputs") or []]
+    missing = [n for n in returned if n not in declared]
+    expect(not missing, rule, f"outputs {missing} are returned but the metadata at "
+           f"{meta.exchange.url} declares {sorted(declared)}", reply)
+
+
+@pytest.mark.features("v2-rest", "hf-v2-kwargs")
+@pytest.mark.parametrize("task", TASKS)
+def test_kwargs_outputs_are_declared_in_model_metadata(v2: V2RestClient, task: str,
+                                                       task_model: ModelInfo) -> None:
+    """Model metadata lists "the outputs produced by the model": every output the task's
+    answer (MLServer's encoding) carries is named among them."""
+    _check_declared(v2, task_model, hf_v2_kwargs.request_for(task))
+
+
+@pytest.mark.features("v2-rest", "hf-v2-input0")
+@pytest.mark.parametrize("task", hf_v2_input0.TASKS)
+def test_input0_outputs_are_declared_in_model_metadata(v2: V2RestClient, task: str,
+                                                       task_model: ModelInfo) -> None:
+    """Model metadata lists the outputs produced: every output of the task's answer (KServe's
+    encoding) is named among them."""
+    _check_declared(v2, task_model, hf_v2_input0.request_for(task))

@@ -1,0 +1,150 @@
+"""Proof that the V2 conformance checks can fail: the deviation server passes the whole suite
+with no switch on, and with each switch on, a check the switch names fails.
+
+One server process serves every run; switches flip through its control endpoint. Each switch
+run is an in-process pytest run of only the checks that switch names (``-k``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+# Imported here so that the in-process runs below find them loaded (pytester restores
+# sys.modules after each run; a module first imported inside a run is imported again by
+# the next one).
+import hypothesis  # noqa: F401
+import pytest
+import tritonclient.grpc  # noqa: F401
+import tritonclient.http  # noqa: F401
+
+from servegate.reference_servers.local import free_port
+from tests.deviation_server import app
+from tests.deviation_server.switches import REGISTRY, Switch
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFORMANCE = ROOT / "conformance"
+CONTROL = app.CONTROL_PATH
+#: the suite's V2 modules (other protocols' checks are unsupported on this server anyway)
+V2_MODULES = ["test_health.py", "test_task_semantics.py",
+              *sorted(p.name for p in CONFORMANCE.glob("test_v2_*.py"))]
+GOAL = 0.95
+
+
+@pytest.fixture(scope="module")
+def deviation_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """The deviation server as a child process: (http base URL, gRPC address)."""
+    http_port, grpc_port = free_port(), free_port()
+    log = tmp_path_factory.mktemp("deviation-server") / "server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.deviation_server", "--http-port", str(http_port),
+             "--grpc-port", str(grpc_port)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/v2/health/live", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"deviation server did not start:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield url, f"127.0.0.1:{grpc_port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _set_switches(url: str, names: list[str]) -> None:
+    reply = httpx.put(url + CONTROL, json={"on": names}, timeout=5)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["on"] == sorted(names)
+
+
+def _run(pytester: pytest.Pytester, server: tuple[str, str], *args: str) -> pytest.HookRecorder:
+    url, grpc_address = server
+    empty = pytester.path / "no-deviations.yaml"
+    if not empty.exists():
+        empty.write_text("deviations: []\n")
+    return pytester.inline_run(
+        *[str(CONFORMANCE / m) for m in V2_MODULES], "-p", "no:cacheprovider", "-q",
+        f"--target={url}", f"--grpc-target={grpc_address}",
+        "--features=hf-v2-kwargs,hf-v2-input0", f"--deviations={empty}",
+        f"--reports-dir={pytester.path / 'reports'}", "--tb=no", "-qq", *args)
+
+
+def _failed_names(recorder: pytest.HookRecorder) -> list[str]:
+    return [r.nodeid.rsplit("::", 1)[-1]
+            for r in recorder.getreports("pytest_runtest_logreport") if r.failed]
+
+
+def caught_by(switch: Switch, failed: list[str]) -> list[str]:
+    """The failed checks that are among those ``switch`` names."""
+    hits = []
+    for name in failed:
+        function, _, rest = name.partition("[")
+        param = rest.rstrip("]")
+        for check in switch.checks:
+            want, _, pattern = check.partition("[")
+            pattern = pattern.rstrip("]")
+            if function == want and (not pattern or fnmatch.fnmatchcase(param, pattern)
+                                     or fnmatch.fnmatchcase(param, "*-" + pattern)):
+                hits.append(name)
+                break
+    return hits
+
+
+def test_registry_names_real_checks() -> None:
+    """Every check a switch names is a test function of the conformance suite."""
+    app.load_all()
+    source = "\n".join((CONFORMANCE / m).read_text() for m in V2_MODULES)
+    unknown = sorted({f for s in REGISTRY.values() for f in s.check_functions
+                      if f"def {f}(" not in source})
+    assert not unknown, f"switches name checks that do not exist: {unknown}"
+
+
+def test_every_v2_check_fails_under_its_switch(pytester: pytest.Pytester,
+                                               deviation_server: tuple[str, str]) -> None:
+    """With no switch on the V2 suite passes; each switch makes a check it names fail; the
+    kill rate (switches caught / switches) reaches the goal."""
+    app.load_all()
+    url, _ = deviation_server
+    _set_switches(url, [])
+    clean = _run(pytester, deviation_server)
+    failed = _failed_names(clean)
+    passed, skipped, _ = clean.listoutcomes()
+    assert not failed, f"the deviation server fails checks with no switch on: {failed}"
+    assert len(passed) > 100, f"only {len(passed)} checks passed with no switch on"
+
+    v2_switches = [s for s in REGISTRY.values() if s.area.startswith("v2")]
+    survivors: dict[str, list[str]] = {}
+    started = time.monotonic()
+    for switch in v2_switches:
+        _set_switches(url, [switch.name])
+        recorder = _run(pytester, deviation_server, "-k", " or ".join(switch.check_functions),
+                        )
+        failed = _failed_names(recorder)
+        if not caught_by(switch, failed):
+            survivors[switch.name] = failed
+    _set_switches(url, [])
+    caught = len(v2_switches) - len(survivors)
+    rate = caught / len(v2_switches)
+    summary = {"switches": len(v2_switches), "caught": caught, "kill_rate": round(rate, 4),
+               "survivors": survivors, "seconds": round(time.monotonic() - started, 1)}
+    print(f"\nV2 kill rate: {caught}/{len(v2_switches)} = {rate:.1%} "
+          f"({summary['seconds']} s)\n{json.dumps(survivors, indent=1)}")
+    assert rate >= GOAL, f"kill rate {rate:.1%} below {GOAL:.0%}: {json.dumps(summary)}"
