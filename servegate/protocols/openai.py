@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
@@ -62,6 +65,39 @@ class ChatCompletion(_Open):
     usage: Usage | None = None
 
 
+class CompletionChunk(_Open):
+    """One streamed ``text_completion`` chunk (choices may be empty in a final usage chunk)."""
+
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+
+
+class ChatDelta(_Open):
+    role: str | None = None
+    content: str | None = None
+
+
+class ChatChunkChoice(_Open):
+    index: int
+    delta: ChatDelta
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(_Open):
+    """One streamed ``chat.completion.chunk``."""
+
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: Usage | None = None
+
+
 class Embedding(_Open):
     index: int
     object: str
@@ -97,6 +133,51 @@ class OpenAIError(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     error: OpenAIErrorBody
+
+
+def decode_base64_embedding(data: str) -> list[float]:
+    """An embedding sent with ``encoding_format: base64``: little-endian float32 values.
+
+    ValueError when the text is not base64 or not a whole number of float32 values."""
+    raw = base64.b64decode(data, validate=True)
+    if len(raw) % 4:
+        raise ValueError(f"{len(raw)} bytes is not a whole number of float32 values")
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+
+
+def chunk_text(chunk: dict[str, Any], index: int) -> str | None:
+    """The text a stream chunk adds to choice ``index`` (``text`` of a completion chunk,
+    ``delta.content`` of a chat chunk); None when the chunk has no such choice."""
+    for choice in chunk.get("choices") or []:
+        if isinstance(choice, dict) and choice.get("index") == index:
+            if "delta" in choice:
+                delta = choice.get("delta") or {}
+                return str(delta.get("content") or "")
+            return str(choice.get("text") or "")
+    return None
+
+
+def stream_texts(chunks: list[dict[str, Any]]) -> dict[int, str]:
+    """Each choice's text, concatenated over a stream's chunks in order."""
+    texts: dict[int, str] = {}
+    for chunk in chunks:
+        for choice in chunk.get("choices") or []:
+            if isinstance(choice, dict) and isinstance(choice.get("index"), int):
+                piece = chunk_text(chunk, choice["index"]) or ""
+                texts[choice["index"]] = texts.get(choice["index"], "") + piece
+    return texts
+
+
+def finish_reasons(chunks: list[dict[str, Any]]) -> dict[int, list[tuple[int, str]]]:
+    """Per choice index, the (chunk position, finish_reason) of every chunk that set one."""
+    out: dict[int, list[tuple[int, str]]] = {}
+    for pos, chunk in enumerate(chunks):
+        for choice in chunk.get("choices") or []:
+            if isinstance(choice, dict) and choice.get("finish_reason") is not None:
+                out.setdefault(choice.get("index", -1), []).append(
+                    (pos, str(choice["finish_reason"]))
+                )
+    return out
 
 
 @dataclass
@@ -137,7 +218,12 @@ class OpenAIClient:
         return self.http.get(f"{self.api_base}/models")
 
     def model(self, model: str) -> Reply:
-        return self.http.get(f"{self.api_base}/models/{model}")
+        return self.http.get(f"{self.api_base}/models/{quote(model, safe='')}")
+
+    def request(self, method: str, endpoint: str, **kw: Any) -> Reply:
+        """Any request below the API base (``endpoint`` like "completions"), for bodies the
+        typed methods do not send: malformed JSON, other content types."""
+        return self.http.request(method, f"{self.api_base}/{endpoint.lstrip('/')}", **kw)
 
     def completions(self, body: dict[str, Any], **kw: Any) -> Reply:
         return self.http.post(f"{self.api_base}/completions", json=body, **kw)
