@@ -28,7 +28,7 @@ from starlette.routing import Route
 from tests.deviation_server.switches import BOARD, REGISTRY
 
 PACKAGE = "tests.deviation_server"
-REST_MODULES = ("v2_rest",)
+REST_MODULES = ("v2_rest", "v1", "openai")
 GRPC_MODULES = ("v2_grpc",)
 CONTROL_PATH = "/_deviation/switches"
 
