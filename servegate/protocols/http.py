@@ -9,6 +9,11 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+# httpx imports httpcore lazily, on the first transport, and maps httpcore's exception classes
+# to its own then. Were that first import inside an in-process pytest run (which restores
+# sys.modules afterwards), a later httpcore would raise classes httpx no longer maps, and a
+# refused connection would escape as a raw httpcore error. Importing it here fixes the classes.
+import httpcore  # noqa: F401
 import httpx
 
 from servegate.errors import Unreachable
