@@ -14,6 +14,7 @@ from servegate.redaction import (
     redact_text,
     secrets_from,
 )
+from tests.servers.https_v2 import make_certs, start_https_v2
 
 TOKEN = "abcdef-token-123456"
 HF = "hf_AbCdEfGhIjKlMnOp"
@@ -97,8 +98,6 @@ def test_metadata(v2):
 
 def test_no_secret_in_any_report_or_log(pytester, tmp_path, monkeypatch):
     pytest.importorskip("cryptography")
-    from tests.servers.https_v2 import make_certs, start_https_v2
-
     certs = make_certs(tmp_path)
     server = start_https_v2(certs, token=TOKEN)
     monkeypatch.setenv("HF_TOKEN", HF)
