@@ -211,7 +211,8 @@ def fmt(value: Any, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        # ratios and relative errors need more than one decimal
+        return f"{value:.{digits}f}" if abs(value) >= 10 or value == 0 else f"{value:.3g}"
     return str(value)
 
 

@@ -49,8 +49,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     settings = experiments.Settings(
         loadtests=repo_root() / "loadtests",
-        reports_dir=Path(args.reports_dir),
-        state_dir=Path(args.state_dir),
+        reports_dir=Path(args.reports_dir).resolve(),
+        state_dir=Path(args.state_dir).resolve(),
         run_time_s=args.run_time,
         device=args.device,
         log=_log,

@@ -43,8 +43,8 @@ def cmd_load(args: argparse.Namespace, extra: list[str]) -> int:
 
     settings = Settings(
         loadtests=loadtests,
-        reports_dir=Path(args.reports_dir),
-        state_dir=Path(args.state_dir),
+        reports_dir=Path(args.reports_dir).resolve(),
+        state_dir=Path(args.state_dir).resolve(),
         run_time_s=args.run_time,
         log=_log,
     )
