@@ -14,9 +14,9 @@ TASKS = (
     "token-classification",
     "question-answering",
     "fill-mask",
+    "feature-extraction",
     "text-generation",
     "text2text-generation",
-    "feature-extraction",
     "image-classification",
 )
 
