@@ -16,18 +16,25 @@ from servegate.tasks import examples
 USER = [{"role": "user", "content": examples.PROMPT}]
 #: short conversations, so that they fit the small context of tiny models
 CONVERSATIONS = {
-    "system-user": [{"role": "system", "content": "Be brief."},
-                    {"role": "user", "content": "Hi."}],
-    "user-assistant": [{"role": "user", "content": "Hi."},
-                       {"role": "assistant", "content": "Hello."}],
+    "system-user": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi."}],
+    "user-assistant": [
+        {"role": "user", "content": "Hi."},
+        {"role": "assistant", "content": "Hello."},
+    ],
 }
 
 
-def chat(openai_client: OpenAIClient, model: ModelInfo, rule: str,
-         **params: Any) -> tuple[ChatCompletion, Reply]:
+def chat(
+    openai_client: OpenAIClient, model: ModelInfo, rule: str, **params: Any
+) -> tuple[ChatCompletion, Reply]:
     """A chat completion at temperature 0 that must answer 200 with a chat.completion."""
-    body = {"model": model.name, "messages": USER, "max_tokens": MAX_TOKENS, "temperature": 0,
-            **params}
+    body = {
+        "model": model.name,
+        "messages": USER,
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0,
+        **params,
+    }
     reply = openai_client.chat(body)
     expect_status(reply, 200, rule)
     completion = expect_model(ChatCompletion, reply.json(), rule, reply)
@@ -45,14 +52,21 @@ def test_chat_returns_an_assistant_message(
     content, and a finish_reason of stop or length."""
     rule = "a chat completion returns an assistant message"
     completion, reply = chat(openai_client, task_model, rule)
-    expect([c.index for c in completion.choices] == [0], rule,
-           f"choice indexes {[c.index for c in completion.choices]}", reply)
+    expect(
+        [c.index for c in completion.choices] == [0],
+        rule,
+        f"choice indexes {[c.index for c in completion.choices]}",
+        reply,
+    )
     message = completion.choices[0].message
     expect(message.role == "assistant", rule, f"role {message.role!r}", reply)
     expect(isinstance(message.content, str), rule, f"content {message.content!r}", reply)
-    expect(completion.choices[0].finish_reason in ("stop", "length"),
-           "finish_reason is stop or length",
-           f"finish_reason {completion.choices[0].finish_reason!r}", reply)
+    expect(
+        completion.choices[0].finish_reason in ("stop", "length"),
+        "finish_reason is stop or length",
+        f"finish_reason {completion.choices[0].finish_reason!r}",
+        reply,
+    )
 
 
 @pytest.mark.features("openai", "openai-chat")
@@ -62,8 +76,12 @@ def test_chat_accepts_system_user_and_assistant_roles(
     openai_client: OpenAIClient, task: str, task_model: ModelInfo, conversation: str
 ) -> None:
     """Conversations with system, user and assistant messages are answered."""
-    chat(openai_client, task_model, "system, user and assistant messages are accepted",
-         messages=CONVERSATIONS[conversation])
+    chat(
+        openai_client,
+        task_model,
+        "system, user and assistant messages are accepted",
+        messages=CONVERSATIONS[conversation],
+    )
 
 
 @pytest.mark.features("openai", "openai-chat")
@@ -72,8 +90,9 @@ def test_chat_respects_max_tokens(
     openai_client: OpenAIClient, task: str, task_model: ModelInfo
 ) -> None:
     """max_tokens bounds usage.completion_tokens."""
-    completion, reply = chat(openai_client, task_model, "a chat completion returns 200",
-                             max_tokens=3)
+    completion, reply = chat(
+        openai_client, task_model, "a chat completion returns 200", max_tokens=3
+    )
     expect_usage_adds_up(completion.usage, reply, 3, 1)
 
 
@@ -83,8 +102,12 @@ def test_chat_respects_max_completion_tokens(
     openai_client: OpenAIClient, task: str, task_model: ModelInfo
 ) -> None:
     """max_completion_tokens (the successor of max_tokens) bounds usage.completion_tokens."""
-    body = {"model": task_model.name, "messages": USER, "max_completion_tokens": 3,
-            "temperature": 0}
+    body = {
+        "model": task_model.name,
+        "messages": USER,
+        "max_completion_tokens": 3,
+        "temperature": 0,
+    }
     rule = "max_completion_tokens bounds the completion"
     reply = openai_client.chat(body)
     expect_status(reply, 200, rule)

@@ -20,11 +20,17 @@ MAX_TOKENS = 6
 TOKEN_IDS = [5, 6, 7, 8]
 
 
-def complete(openai_client: OpenAIClient, model: ModelInfo, rule: str,
-             **params: Any) -> tuple[Completion, Reply]:
+def complete(
+    openai_client: OpenAIClient, model: ModelInfo, rule: str, **params: Any
+) -> tuple[Completion, Reply]:
     """A completion at temperature 0 (greedy) that must answer 200 with a text_completion."""
-    body = {"model": model.name, "prompt": examples.PROMPT, "max_tokens": MAX_TOKENS,
-            "temperature": 0, **params}
+    body = {
+        "model": model.name,
+        "prompt": examples.PROMPT,
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0,
+        **params,
+    }
     reply = openai_client.completions(body)
     expect_status(reply, 200, rule)
     completion = expect_model(Completion, reply.json(), rule, reply)
@@ -37,10 +43,18 @@ def expect_usage_adds_up(usage: Any, reply: Reply, max_tokens: int | None, choic
     expect(usage is not None, "a completion reports usage", "no usage", reply)
     rule = "usage.total_tokens = prompt_tokens + completion_tokens"
     completion_tokens = usage.completion_tokens or 0
-    expect(usage.total_tokens == usage.prompt_tokens + completion_tokens, rule,
-           f"{usage.total_tokens} != {usage.prompt_tokens} + {usage.completion_tokens}", reply)
-    expect(usage.prompt_tokens > 0, "usage.prompt_tokens counts the prompt",
-           f"prompt_tokens {usage.prompt_tokens}", reply)
+    expect(
+        usage.total_tokens == usage.prompt_tokens + completion_tokens,
+        rule,
+        f"{usage.total_tokens} != {usage.prompt_tokens} + {usage.completion_tokens}",
+        reply,
+    )
+    expect(
+        usage.prompt_tokens > 0,
+        "usage.prompt_tokens counts the prompt",
+        f"prompt_tokens {usage.prompt_tokens}",
+        reply,
+    )
     if max_tokens is not None:
         expect(
             completion_tokens <= max_tokens * choices,
@@ -60,13 +74,24 @@ def test_completion_returns_a_text_completion(
     name, and a finish_reason of stop or length."""
     rule = "a completion returns 200 and a text_completion object"
     completion, reply = complete(openai_client, task_model, rule)
-    expect(completion.model == task_model.name, "a completion names the model it used",
-           f"model {completion.model!r}", reply)
-    expect([c.index for c in completion.choices] == [0], "n defaults to one choice, index 0",
-           f"choice indexes {[c.index for c in completion.choices]}", reply)
-    expect(completion.choices[0].finish_reason in ("stop", "length"),
-           "finish_reason is stop or length",
-           f"finish_reason {completion.choices[0].finish_reason!r}", reply)
+    expect(
+        completion.model == task_model.name,
+        "a completion names the model it used",
+        f"model {completion.model!r}",
+        reply,
+    )
+    expect(
+        [c.index for c in completion.choices] == [0],
+        "n defaults to one choice, index 0",
+        f"choice indexes {[c.index for c in completion.choices]}",
+        reply,
+    )
+    expect(
+        completion.choices[0].finish_reason in ("stop", "length"),
+        "finish_reason is stop or length",
+        f"finish_reason {completion.choices[0].finish_reason!r}",
+        reply,
+    )
 
 
 @pytest.mark.features("openai")
@@ -87,8 +112,9 @@ def test_completion_prompt_list_gives_one_choice_per_prompt(
 ) -> None:
     """A list of prompts answers one choice per prompt, indexes 0..n-1 in prompt order."""
     rule = "a list of prompts returns one choice per prompt"
-    completion, reply = complete(openai_client, task_model, rule,
-                                 prompt=[examples.PROMPT, examples.TEXT2TEXT])
+    completion, reply = complete(
+        openai_client, task_model, rule, prompt=[examples.PROMPT, examples.TEXT2TEXT]
+    )
     indexes = sorted(c.index for c in completion.choices)
     expect(indexes == [0, 1], rule, f"choice indexes {indexes}", reply)
 
@@ -103,9 +129,12 @@ def test_completion_accepts_token_ids(
     completion, reply = complete(openai_client, task_model, rule, prompt=TOKEN_IDS)
     expect(len(completion.choices) == 1, rule, f"{len(completion.choices)} choices", reply)
     usage = completion.usage
-    expect(usage is not None and usage.prompt_tokens == len(TOKEN_IDS), rule,
-           f"prompt_tokens {usage.prompt_tokens if usage else None}, sent {len(TOKEN_IDS)} ids",
-           reply)
+    expect(
+        usage is not None and usage.prompt_tokens == len(TOKEN_IDS),
+        rule,
+        f"prompt_tokens {usage.prompt_tokens if usage else None}, sent {len(TOKEN_IDS)} ids",
+        reply,
+    )
 
 
 @pytest.mark.features("openai")
@@ -115,16 +144,25 @@ def test_completion_finish_reason_length_when_max_tokens_is_reached(
 ) -> None:
     """finish_reason is "length" when generation used all of max_tokens, "stop" when it ended
     earlier."""
-    completion, reply = complete(openai_client, task_model, "a completion returns 200",
-                                 max_tokens=2)
+    completion, reply = complete(
+        openai_client, task_model, "a completion returns 200", max_tokens=2
+    )
     usage = completion.usage
-    expect(usage is not None and usage.completion_tokens is not None,
-           "a completion reports usage.completion_tokens", "none", reply)
+    expect(
+        usage is not None and usage.completion_tokens is not None,
+        "a completion reports usage.completion_tokens",
+        "none",
+        reply,
+    )
     assert usage is not None and usage.completion_tokens is not None
     wanted = "length" if usage.completion_tokens >= 2 else "stop"
     got = completion.choices[0].finish_reason
-    expect(got == wanted, "finish_reason is length when max_tokens is reached, else stop",
-           f"finish_reason {got!r} after {usage.completion_tokens} of 2 tokens", reply)
+    expect(
+        got == wanted,
+        "finish_reason is length when max_tokens is reached, else stop",
+        f"finish_reason {got!r} after {usage.completion_tokens} of 2 tokens",
+        reply,
+    )
 
 
 def _stop_word(text: str) -> str | None:
@@ -149,12 +187,18 @@ def test_completion_stop_sequence_ends_the_text(
     got = stopped.choices[0].text
     expected = text[: text.find(stop)]
     expect(stop not in got, rule, f"text {got!r} contains the stop sequence {stop!r}", reply)
-    expect(got == expected, rule,
-           f"text {got!r}, expected {expected!r} (the greedy text {text!r} up to {stop!r})",
-           reply)
-    expect(stopped.choices[0].finish_reason == "stop",
-           "finish_reason is stop when a stop sequence ended generation",
-           f"finish_reason {stopped.choices[0].finish_reason!r}", reply)
+    expect(
+        got == expected,
+        rule,
+        f"text {got!r}, expected {expected!r} (the greedy text {text!r} up to {stop!r})",
+        reply,
+    )
+    expect(
+        stopped.choices[0].finish_reason == "stop",
+        "finish_reason is stop when a stop sequence ended generation",
+        f"finish_reason {stopped.choices[0].finish_reason!r}",
+        reply,
+    )
 
 
 @pytest.mark.features("openai")
@@ -167,8 +211,12 @@ def test_completion_echo_returns_the_prompt_first(
     rule = "echo returns the prompt followed by the completion"
     echoed, reply = complete(openai_client, task_model, rule, echo=True)
     expected = examples.PROMPT + plain.choices[0].text
-    expect(echoed.choices[0].text == expected, rule,
-           f"text {echoed.choices[0].text!r}, expected {expected!r}", reply)
+    expect(
+        echoed.choices[0].text == expected,
+        rule,
+        f"text {echoed.choices[0].text!r}, expected {expected!r}",
+        reply,
+    )
 
 
 @pytest.mark.features("openai")
@@ -191,9 +239,12 @@ def test_completion_temperature_zero_is_deterministic(
     """The same request at temperature 0 answers the same text twice."""
     first, _ = complete(openai_client, task_model, "a completion returns 200")
     second, reply = complete(openai_client, task_model, "a completion returns 200")
-    expect(first.choices[0].text == second.choices[0].text,
-           "temperature 0 (greedy) completions are deterministic",
-           f"{first.choices[0].text!r} then {second.choices[0].text!r}", reply)
+    expect(
+        first.choices[0].text == second.choices[0].text,
+        "temperature 0 (greedy) completions are deterministic",
+        f"{first.choices[0].text!r} then {second.choices[0].text!r}",
+        reply,
+    )
 
 
 @pytest.mark.features("openai")
@@ -202,10 +253,15 @@ def test_completion_seed_repeats_sampling(
     openai_client: OpenAIClient, task: str, task_model: ModelInfo
 ) -> None:
     """The same seed at temperature 1 samples the same text twice."""
-    first, _ = complete(openai_client, task_model, "a completion returns 200",
-                        temperature=1.0, seed=1234)
-    second, reply = complete(openai_client, task_model, "a completion returns 200",
-                             temperature=1.0, seed=1234)
-    expect(first.choices[0].text == second.choices[0].text,
-           "a seed makes sampling repeatable",
-           f"{first.choices[0].text!r} then {second.choices[0].text!r}", reply)
+    first, _ = complete(
+        openai_client, task_model, "a completion returns 200", temperature=1.0, seed=1234
+    )
+    second, reply = complete(
+        openai_client, task_model, "a completion returns 200", temperature=1.0, seed=1234
+    )
+    expect(
+        first.choices[0].text == second.choices[0].text,
+        "a seed makes sampling repeatable",
+        f"{first.choices[0].text!r} then {second.choices[0].text!r}",
+        reply,
+    )

@@ -18,8 +18,9 @@ INPUTS = [examples.EMBED, examples.SENTIMENT, examples.NER]
 TASK = ["feature-extraction"]
 
 
-def embed(openai_client: OpenAIClient, model: ModelInfo, rule: str,
-          **params: Any) -> tuple[EmbeddingList, Reply]:
+def embed(
+    openai_client: OpenAIClient, model: ModelInfo, rule: str, **params: Any
+) -> tuple[EmbeddingList, Reply]:
     body = {"model": model.name, "input": INPUTS, **params}
     reply = openai_client.embeddings(body)
     expect_status(reply, 200, rule)
@@ -29,9 +30,14 @@ def embed(openai_client: OpenAIClient, model: ModelInfo, rule: str,
 
 
 def _floats(vector: Any, rule: str, reply: Reply) -> list[float]:
-    expect(isinstance(vector, list) and vector
-           and all(isinstance(v, int | float) and math.isfinite(v) for v in vector),
-           rule, f"embedding is not a list of finite numbers: {str(vector)[:120]}", reply)
+    expect(
+        isinstance(vector, list)
+        and vector
+        and all(isinstance(v, int | float) and math.isfinite(v) for v in vector),
+        rule,
+        f"embedding is not a list of finite numbers: {str(vector)[:120]}",
+        reply,
+    )
     return list(vector)
 
 
@@ -44,10 +50,18 @@ def test_embeddings_return_one_vector_per_input(
     single string answers one."""
     rule = "one embedding per input, in input order"
     result, reply = embed(openai_client, task_model, rule)
-    expect([d.index for d in result.data] == list(range(len(INPUTS))), rule,
-           f"indexes {[d.index for d in result.data]} for {len(INPUTS)} inputs", reply)
-    expect(all(d.object == "embedding" for d in result.data), rule,
-           f"objects {[d.object for d in result.data]}", reply)
+    expect(
+        [d.index for d in result.data] == list(range(len(INPUTS))),
+        rule,
+        f"indexes {[d.index for d in result.data]} for {len(INPUTS)} inputs",
+        reply,
+    )
+    expect(
+        all(d.object == "embedding" for d in result.data),
+        rule,
+        f"objects {[d.object for d in result.data]}",
+        reply,
+    )
     single, reply = embed(openai_client, task_model, rule, input=examples.EMBED)
     expect(len(single.data) == 1, rule, f"{len(single.data)} embeddings for one string", reply)
 
@@ -63,8 +77,12 @@ def test_embeddings_have_the_model_dimension(
     lengths = {len(_floats(d.embedding, rule, reply)) for d in result.data}
     expect(len(lengths) == 1, rule, f"vector lengths {sorted(lengths)}", reply)
     if task_model.hidden_size:
-        expect(lengths == {task_model.hidden_size}, rule,
-               f"length {lengths.pop()}, hidden size {task_model.hidden_size}", reply)
+        expect(
+            lengths == {task_model.hidden_size},
+            rule,
+            f"length {lengths.pop()}, hidden size {task_model.hidden_size}",
+            reply,
+        )
 
 
 @pytest.mark.features("openai-embeddings")
@@ -77,11 +95,19 @@ def test_embeddings_base64_decodes_to_the_float_vectors(
     floats, _ = embed(openai_client, task_model, "float embeddings", encoding_format="float")
     rule = "base64 embeddings decode to the same vectors as float ones"
     encoded, reply = embed(openai_client, task_model, rule, encoding_format="base64")
-    expect(len(encoded.data) == len(floats.data), rule,
-           f"{len(encoded.data)} base64 vs {len(floats.data)} float embeddings", reply)
+    expect(
+        len(encoded.data) == len(floats.data),
+        rule,
+        f"{len(encoded.data)} base64 vs {len(floats.data)} float embeddings",
+        reply,
+    )
     for plain, packed in zip(floats.data, encoded.data, strict=False):
-        expect(isinstance(packed.embedding, str), rule,
-               f"embedding {str(packed.embedding)[:80]} is not a base64 string", reply)
+        expect(
+            isinstance(packed.embedding, str),
+            rule,
+            f"embedding {str(packed.embedding)[:80]} is not a base64 string",
+            reply,
+        )
         assert isinstance(packed.embedding, str)
         try:
             decoded = decode_base64_embedding(packed.embedding)
@@ -89,11 +115,19 @@ def test_embeddings_base64_decodes_to_the_float_vectors(
             expect(False, rule, f"embedding {packed.index}: {exc}", reply)
             raise
         vector = _floats(plain.embedding, rule, reply)
-        expect(len(decoded) == len(vector), rule,
-               f"embedding {packed.index}: {len(decoded)} values vs {len(vector)}", reply)
+        expect(
+            len(decoded) == len(vector),
+            rule,
+            f"embedding {packed.index}: {len(decoded)} values vs {len(vector)}",
+            reply,
+        )
         worst = max(abs(a - b) for a, b in zip(decoded, vector, strict=True))
-        expect(worst <= 1e-6 * max(1.0, max(abs(v) for v in vector)), rule,
-               f"embedding {packed.index} differs by up to {worst:g}", reply)
+        expect(
+            worst <= 1e-6 * max(1.0, max(abs(v) for v in vector)),
+            rule,
+            f"embedding {packed.index} differs by up to {worst:g}",
+            reply,
+        )
 
 
 @pytest.mark.features("openai-embeddings")
@@ -106,7 +140,15 @@ def test_embeddings_usage_counts_prompt_tokens(
     rule = "embeddings usage counts the input tokens"
     result, reply = embed(openai_client, task_model, rule)
     usage = result.usage
-    expect(usage.prompt_tokens >= len(INPUTS), rule,
-           f"prompt_tokens {usage.prompt_tokens} for {len(INPUTS)} inputs", reply)
-    expect(usage.total_tokens == usage.prompt_tokens, rule,
-           f"total_tokens {usage.total_tokens} != prompt_tokens {usage.prompt_tokens}", reply)
+    expect(
+        usage.prompt_tokens >= len(INPUTS),
+        rule,
+        f"prompt_tokens {usage.prompt_tokens} for {len(INPUTS)} inputs",
+        reply,
+    )
+    expect(
+        usage.total_tokens == usage.prompt_tokens,
+        rule,
+        f"total_tokens {usage.total_tokens} != prompt_tokens {usage.prompt_tokens}",
+        reply,
+    )

@@ -33,39 +33,85 @@ class BadRequest:
 
 
 CASES = [
-    BadRequest("completion-negative-max-tokens", "completions",
-               {"model": "{generative}", "prompt": "Hello", "max_tokens": -1}),
-    BadRequest("completion-unknown-model", "completions",
-               {"model": UNKNOWN_MODEL, "prompt": "Hello", "max_tokens": 2}),
-    BadRequest("completion-encoder-model", "completions",
-               {"model": "{encoder}", "prompt": "Hello", "max_tokens": 2}),
+    BadRequest(
+        "completion-negative-max-tokens",
+        "completions",
+        {"model": "{generative}", "prompt": "Hello", "max_tokens": -1},
+    ),
+    BadRequest(
+        "completion-unknown-model",
+        "completions",
+        {"model": UNKNOWN_MODEL, "prompt": "Hello", "max_tokens": 2},
+    ),
+    BadRequest(
+        "completion-encoder-model",
+        "completions",
+        {"model": "{encoder}", "prompt": "Hello", "max_tokens": 2},
+    ),
     BadRequest("completion-missing-model", "completions", {"prompt": "Hello"}),
-    BadRequest("completion-n-over-limit", "completions",
-               {"model": "{generative}", "prompt": "Hello", "max_tokens": 2, "n": 1000}),
-    BadRequest("completion-negative-temperature", "completions",
-               {"model": "{generative}", "prompt": "Hello", "max_tokens": 2, "temperature": -1}),
-    BadRequest("completion-max-tokens-not-a-number", "completions",
-               {"model": "{generative}", "prompt": "Hello", "max_tokens": "many"}),
-    BadRequest("completion-beyond-context", "completions",
-               {"model": "{generative}", "prompt": "Hello", "max_tokens": HUGE}),
+    BadRequest(
+        "completion-n-over-limit",
+        "completions",
+        {"model": "{generative}", "prompt": "Hello", "max_tokens": 2, "n": 1000},
+    ),
+    BadRequest(
+        "completion-negative-temperature",
+        "completions",
+        {"model": "{generative}", "prompt": "Hello", "max_tokens": 2, "temperature": -1},
+    ),
+    BadRequest(
+        "completion-max-tokens-not-a-number",
+        "completions",
+        {"model": "{generative}", "prompt": "Hello", "max_tokens": "many"},
+    ),
+    BadRequest(
+        "completion-beyond-context",
+        "completions",
+        {"model": "{generative}", "prompt": "Hello", "max_tokens": HUGE},
+    ),
     BadRequest("completion-malformed-json", "completions", raw=b'{"model": "x", "prompt": '),
-    BadRequest("chat-empty-messages", "chat/completions",
-               {"model": "{generative}", "messages": []}, features=("openai", "openai-chat")),
-    BadRequest("chat-bad-role", "chat/completions",
-               {"model": "{generative}", "messages": [{"role": "wizard", "content": "Hi"}]},
-               features=("openai", "openai-chat")),
-    BadRequest("chat-negative-max-tokens", "chat/completions",
-               {"model": "{generative}", "messages": HELLO, "max_tokens": -1},
-               features=("openai", "openai-chat")),
-    BadRequest("chat-n-over-limit", "chat/completions",
-               {"model": "{generative}", "messages": HELLO, "max_tokens": 2, "n": 1000},
-               features=("openai", "openai-chat")),
-    BadRequest("chat-unknown-model", "chat/completions",
-               {"model": UNKNOWN_MODEL, "messages": HELLO}, features=("openai", "openai-chat")),
-    BadRequest("embeddings-unknown-model", "embeddings",
-               {"model": UNKNOWN_MODEL, "input": "Hello"}, features=("openai-embeddings",)),
-    BadRequest("embeddings-missing-input", "embeddings", {"model": "{embedding}"},
-               features=("openai-embeddings",)),
+    BadRequest(
+        "chat-empty-messages",
+        "chat/completions",
+        {"model": "{generative}", "messages": []},
+        features=("openai", "openai-chat"),
+    ),
+    BadRequest(
+        "chat-bad-role",
+        "chat/completions",
+        {"model": "{generative}", "messages": [{"role": "wizard", "content": "Hi"}]},
+        features=("openai", "openai-chat"),
+    ),
+    BadRequest(
+        "chat-negative-max-tokens",
+        "chat/completions",
+        {"model": "{generative}", "messages": HELLO, "max_tokens": -1},
+        features=("openai", "openai-chat"),
+    ),
+    BadRequest(
+        "chat-n-over-limit",
+        "chat/completions",
+        {"model": "{generative}", "messages": HELLO, "max_tokens": 2, "n": 1000},
+        features=("openai", "openai-chat"),
+    ),
+    BadRequest(
+        "chat-unknown-model",
+        "chat/completions",
+        {"model": UNKNOWN_MODEL, "messages": HELLO},
+        features=("openai", "openai-chat"),
+    ),
+    BadRequest(
+        "embeddings-unknown-model",
+        "embeddings",
+        {"model": UNKNOWN_MODEL, "input": "Hello"},
+        features=("openai-embeddings",),
+    ),
+    BadRequest(
+        "embeddings-missing-input",
+        "embeddings",
+        {"model": "{embedding}"},
+        features=("openai-embeddings",),
+    ),
     BadRequest("model-retrieve-unknown", f"models/{UNKNOWN_MODEL}", method="GET"),
 ]
 PARAMS = [pytest.param(c, id=c.id, marks=pytest.mark.features(*c.features)) for c in CASES]
@@ -76,8 +122,7 @@ def _model_of(target: Target, tasks: tuple[str, ...], kind: str) -> ModelInfo:
         models = target.models_for_task(task)
         if models:
             return models[0]
-    pytest.skip(f"unsupported: {target.name} serves no {kind} model "
-                f"({', '.join(tasks)})")
+    pytest.skip(f"unsupported: {target.name} serves no {kind} model ({', '.join(tasks)})")
 
 
 def _fill(value: Any, target: Target) -> Any:
@@ -95,8 +140,9 @@ def send(openai_client: OpenAIClient, target: Target, case: BadRequest) -> Reply
     if case.method == "GET":
         return openai_client.request("GET", case.endpoint)
     if case.raw is not None:
-        return openai_client.request("POST", case.endpoint, content=case.raw,
-                                     headers={"content-type": "application/json"})
+        return openai_client.request(
+            "POST", case.endpoint, content=case.raw, headers={"content-type": "application/json"}
+        )
     body = {key: _fill(value, target) for key, value in (case.body or {}).items()}
     return openai_client.request("POST", case.endpoint, json=body)
 
@@ -108,10 +154,17 @@ def test_openai_bad_request_is_a_4xx(
     """A request with a bad parameter, an unknown or unfit model or unreadable JSON answers
     4xx, not 5xx, and the server keeps serving."""
     reply = send(openai_client, target, case)
-    expect(400 <= reply.status < 500, "a bad OpenAI request answers 4xx, not 5xx",
-           f"status {reply.status}", reply)
-    expect_status(openai_client.models(), 200,
-                  "the server keeps serving after a bad request (GET {base}/models)")
+    expect(
+        400 <= reply.status < 500,
+        "a bad OpenAI request answers 4xx, not 5xx",
+        f"status {reply.status}",
+        reply,
+    )
+    expect_status(
+        openai_client.models(),
+        200,
+        "the server keeps serving after a bad request (GET {base}/models)",
+    )
 
 
 @pytest.mark.parametrize("case", PARAMS)
@@ -125,5 +178,9 @@ def test_openai_error_body_is_the_error_envelope(
     body = reply.json()
     error = expect_model(OpenAIError, body, rule, reply).error
     expect(error.message, rule, "empty error message", reply)
-    expect(isinstance(body["error"], dict) and {"param", "code"} <= set(body["error"]), rule,
-           "error lacks param or code (null when not applicable)", reply)
+    expect(
+        isinstance(body["error"], dict) and {"param", "code"} <= set(body["error"]),
+        rule,
+        "error lacks param or code (null when not applicable)",
+        reply,
+    )

@@ -25,8 +25,13 @@ def client(target: Target) -> Iterator[openai.OpenAI]:
     headers = dict(conn.headers)
     # the client insists on a key; a target without authentication ignores it
     api_key = headers.pop("Authorization", "").removeprefix("Bearer ").strip() or "unused"
-    sdk = openai.OpenAI(base_url=target.http_url + target.openai_base, api_key=api_key,
-                        default_headers=headers, http_client=http, max_retries=0)
+    sdk = openai.OpenAI(
+        base_url=target.http_url + target.openai_base,
+        api_key=api_key,
+        default_headers=headers,
+        http_client=http,
+        max_retries=0,
+    )
     yield sdk
     sdk.close()
 
@@ -40,24 +45,39 @@ def _call(what: str, fn):  # type: ignore[no-untyped-def]
 
 @pytest.mark.features("openai")
 @pytest.mark.parametrize("task", GENERATIVE_TASKS)
-def test_openai_client_completes(client: openai.OpenAI, task: str,
-                                 task_model: ModelInfo) -> None:
+def test_openai_client_completes(client: openai.OpenAI, task: str, task_model: ModelInfo) -> None:
     """client.completions.create returns a Completion with one text choice."""
-    result = _call("completions.create", lambda: client.completions.create(
-        model=task_model.name, prompt=examples.PROMPT, max_tokens=MAX_TOKENS, temperature=0))
-    expect(len(result.choices) == 1 and isinstance(result.choices[0].text, str), RULE,
-           f"completion {result!r}")
+    result = _call(
+        "completions.create",
+        lambda: client.completions.create(
+            model=task_model.name, prompt=examples.PROMPT, max_tokens=MAX_TOKENS, temperature=0
+        ),
+    )
+    expect(
+        len(result.choices) == 1 and isinstance(result.choices[0].text, str),
+        RULE,
+        f"completion {result!r}",
+    )
 
 
 @pytest.mark.features("openai", "openai-chat")
 @pytest.mark.parametrize("task", GENERATIVE_TASKS)
 def test_openai_client_chats(client: openai.OpenAI, task: str, task_model: ModelInfo) -> None:
     """client.chat.completions.create returns an assistant message."""
-    result = _call("chat.completions.create", lambda: client.chat.completions.create(
-        model=task_model.name, messages=[{"role": "user", "content": examples.PROMPT}],
-        max_tokens=MAX_TOKENS, temperature=0))
-    expect(result.choices and result.choices[0].message.role == "assistant", RULE,
-           f"chat completion {result!r}")
+    result = _call(
+        "chat.completions.create",
+        lambda: client.chat.completions.create(
+            model=task_model.name,
+            messages=[{"role": "user", "content": examples.PROMPT}],
+            max_tokens=MAX_TOKENS,
+            temperature=0,
+        ),
+    )
+    expect(
+        result.choices and result.choices[0].message.role == "assistant",
+        RULE,
+        f"chat completion {result!r}",
+    )
 
 
 @pytest.mark.features("openai", "openai-chat", "openai-stream")
@@ -66,14 +86,23 @@ def test_openai_client_streams(client: openai.OpenAI, task: str, task_model: Mod
     """Streamed completions and chat completions iterate to the end in the client."""
 
     def completion_text() -> str:
-        stream = client.completions.create(model=task_model.name, prompt=examples.PROMPT,
-                                           max_tokens=MAX_TOKENS, temperature=0, stream=True)
+        stream = client.completions.create(
+            model=task_model.name,
+            prompt=examples.PROMPT,
+            max_tokens=MAX_TOKENS,
+            temperature=0,
+            stream=True,
+        )
         return "".join(c.choices[0].text for c in stream if c.choices)
 
     def chat_chunks() -> int:
         stream = client.chat.completions.create(
-            model=task_model.name, messages=[{"role": "user", "content": examples.PROMPT}],
-            max_tokens=MAX_TOKENS, temperature=0, stream=True)
+            model=task_model.name,
+            messages=[{"role": "user", "content": examples.PROMPT}],
+            max_tokens=MAX_TOKENS,
+            temperature=0,
+            stream=True,
+        )
         return sum(1 for _ in stream)
 
     text = _call("streamed completions.create", completion_text)
@@ -89,10 +118,22 @@ def test_openai_client_embeds(client: openai.OpenAI, task: str, task_model: Mode
     by the client's default (it asks for base64 and decodes it itself)."""
     inputs = [examples.EMBED, examples.SENTIMENT]
     for fmt in ("float", openai.omit):
-        result = _call(f"embeddings.create ({fmt})", lambda fmt=fmt: client.embeddings.create(
-            model=task_model.name, input=inputs, encoding_format=fmt))
-        expect(len(result.data) == len(inputs), RULE,
-               f"{len(result.data)} embeddings for {len(inputs)} inputs ({fmt})")
-        expect(all(isinstance(d.embedding, list) and d.embedding
-                   and isinstance(d.embedding[0], float) for d in result.data), RULE,
-               f"embeddings are not float vectors ({fmt}): {str(result.data[0])[:120]}")
+        result = _call(
+            f"embeddings.create ({fmt})",
+            lambda fmt=fmt: client.embeddings.create(
+                model=task_model.name, input=inputs, encoding_format=fmt
+            ),
+        )
+        expect(
+            len(result.data) == len(inputs),
+            RULE,
+            f"{len(result.data)} embeddings for {len(inputs)} inputs ({fmt})",
+        )
+        expect(
+            all(
+                isinstance(d.embedding, list) and d.embedding and isinstance(d.embedding[0], float)
+                for d in result.data
+            ),
+            RULE,
+            f"embeddings are not float vectors ({fmt}): {str(result.data[0])[:120]}",
+        )

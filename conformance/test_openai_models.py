@@ -17,11 +17,9 @@ def listed_models(openai_client: OpenAIClient) -> list[str]:
     expect(cards.object == "list", rule, f"object {cards.object!r}", reply)
     expect(cards.data, rule, "no model listed", reply)
     for card in cards.data:
-        expect(card.object == "model", rule, f"model {card.id!r} has object {card.object!r}",
-               reply)
+        expect(card.object == "model", rule, f"model {card.id!r} has object {card.object!r}", reply)
     ids = [card.id for card in cards.data]
-    expect(all(ids) and len(set(ids)) == len(ids), rule, f"ids {ids} are not distinct names",
-           reply)
+    expect(all(ids) and len(set(ids)) == len(ids), rule, f"ids {ids} are not distinct names", reply)
     return ids
 
 
@@ -46,5 +44,8 @@ def test_openai_model_retrieve_describes_the_model(openai_client: OpenAIClient) 
 @pytest.mark.features("openai")
 def test_openai_unknown_model_retrieve_is_a_404(openai_client: OpenAIClient) -> None:
     """GET {base}/models/{id} of a model the server does not serve answers 404."""
-    expect_status(openai_client.model("servegate-no-such-model"), 404,
-                  "retrieving an unknown model answers 404")
+    expect_status(
+        openai_client.model("servegate-no-such-model"),
+        404,
+        "retrieving an unknown model answers 404",
+    )

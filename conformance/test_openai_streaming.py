@@ -27,10 +27,12 @@ from servegate.tasks import examples
 COMPLETIONS = "completions"
 CHAT = "chat/completions"
 ENDPOINTS = [
-    pytest.param(COMPLETIONS, marks=pytest.mark.features("openai", "openai-stream"),
-                 id="completions"),
-    pytest.param(CHAT, marks=pytest.mark.features("openai", "openai-chat", "openai-stream"),
-                 id="chat"),
+    pytest.param(
+        COMPLETIONS, marks=pytest.mark.features("openai", "openai-stream"), id="completions"
+    ),
+    pytest.param(
+        CHAT, marks=pytest.mark.features("openai", "openai-chat", "openai-stream"), id="chat"
+    ),
 ]
 CHUNK_MODELS = {COMPLETIONS: CompletionChunk, CHAT: ChatCompletionChunk}
 CHUNK_OBJECTS = {COMPLETIONS: "text_completion", CHAT: "chat.completion.chunk"}
@@ -53,16 +55,19 @@ def streamed(openai_client: OpenAIClient) -> Iterator[Callable[..., Stream]]:
     def get(endpoint: str, model: ModelInfo, **params: Any) -> Stream:
         key = (endpoint, model.name, repr(sorted(params.items())))
         if key not in cache:
-            cache[key] = openai_client.stream_all(endpoint, request_body(endpoint, model,
-                                                                         **params))
+            cache[key] = openai_client.stream_all(endpoint, request_body(endpoint, model, **params))
         return cache[key]
 
     yield get
 
 
 def _ok(stream: Stream) -> Stream:
-    expect(stream.reply.status == 200, "a streamed request returns 200",
-           f"status {stream.reply.status}", stream)
+    expect(
+        stream.reply.status == 200,
+        "a streamed request returns 200",
+        f"status {stream.reply.status}",
+        stream,
+    )
     return stream
 
 
@@ -74,8 +79,12 @@ def test_stream_is_text_event_stream(
     """A request with stream: true answers 200 with Content-Type text/event-stream."""
     stream = _ok(streamed(endpoint, task_model))
     ctype = stream.reply.content_type
-    expect(ctype == "text/event-stream", "a stream is sent as text/event-stream",
-           f"content type {ctype!r}", stream)
+    expect(
+        ctype == "text/event-stream",
+        "a stream is sent as text/event-stream",
+        f"content type {ctype!r}",
+        stream,
+    )
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
@@ -87,16 +96,29 @@ def test_stream_events_are_data_lines_each_ended_by_a_blank_line(
     stream = _ok(streamed(endpoint, task_model))
     rule = "every event is data: <json> followed by a blank line"
     expect(stream.events, rule, "no events", stream)
-    expect(not stream.framing.unterminated, rule, "the last event is not ended by a blank line",
-           stream)
-    expect(not stream.framing.malformed_lines, rule,
-           f"lines that are not SSE fields: {stream.framing.malformed_lines[:3]}", stream)
-    expect(not stream.bad_json, rule,
-           f"data that is not one JSON object: {stream.bad_json[:2]}", stream)
+    expect(
+        not stream.framing.unterminated, rule, "the last event is not ended by a blank line", stream
+    )
+    expect(
+        not stream.framing.malformed_lines,
+        rule,
+        f"lines that are not SSE fields: {stream.framing.malformed_lines[:3]}",
+        stream,
+    )
+    expect(
+        not stream.bad_json,
+        rule,
+        f"data that is not one JSON object: {stream.bad_json[:2]}",
+        stream,
+    )
     for event in stream.events:
         data_lines = [line for line in event.lines if line.startswith("data")]
-        expect(len(data_lines) == 1, rule, f"event of {len(data_lines)} data lines: "
-               f"{event.lines[:4]}", stream)
+        expect(
+            len(data_lines) == 1,
+            rule,
+            f"event of {len(data_lines)} data lines: {event.lines[:4]}",
+            stream,
+        )
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
@@ -108,8 +130,7 @@ def test_stream_ends_with_done(
     stream = _ok(streamed(endpoint, task_model))
     rule = "the stream ends with data: [DONE]"
     expect(stream.done, rule, "no data: [DONE] event", stream)
-    expect(not stream.after_done, rule, f"{len(stream.after_done)} event(s) after [DONE]",
-           stream)
+    expect(not stream.after_done, rule, f"{len(stream.after_done)} event(s) after [DONE]", stream)
     expect(stream.chunks, rule, "no chunk before [DONE]", stream)
 
 
@@ -145,8 +166,12 @@ def test_chat_stream_first_delta_carries_the_role(
         for choice in parsed.choices:
             if choice.index not in seen:
                 seen.add(choice.index)
-                expect(choice.delta.role == "assistant", rule,
-                       f"choice {choice.index}: first delta {choice.delta.model_dump()}", stream)
+                expect(
+                    choice.delta.role == "assistant",
+                    rule,
+                    f"choice {choice.index}: first delta {choice.delta.model_dump()}",
+                    stream,
+                )
     expect(seen, rule, "no choice in any chunk", stream)
 
 
@@ -166,19 +191,29 @@ def test_stream_finish_reason_once_per_choice_in_its_last_chunk(
     expect(last, rule, "no choice in any chunk", stream)
     for index, final in last.items():
         got = reasons.get(index, [])
-        expect(len(got) == 1, rule,
-               f"choice {index}: finish_reason in {len(got)} of {len(stream.chunks)} chunks "
-               f"({[r for _, r in got][:5]})", stream)
-        expect(got[0][0] == final, rule,
-               f"choice {index}: finish_reason in chunk {got[0][0]}, its last chunk is {final}",
-               stream)
+        expect(
+            len(got) == 1,
+            rule,
+            f"choice {index}: finish_reason in {len(got)} of {len(stream.chunks)} chunks "
+            f"({[r for _, r in got][:5]})",
+            stream,
+        )
+        expect(
+            got[0][0] == final,
+            rule,
+            f"choice {index}: finish_reason in chunk {got[0][0]}, its last chunk is {final}",
+            stream,
+        )
         expect(got[0][1] in ("stop", "length"), rule, f"finish_reason {got[0][1]!r}", stream)
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 @pytest.mark.parametrize("task", GENERATIVE_TASKS)
 def test_stream_text_equals_the_non_streamed_text(
-    openai_client: OpenAIClient, streamed: Callable[..., Stream], endpoint: str, task: str,
+    openai_client: OpenAIClient,
+    streamed: Callable[..., Stream],
+    endpoint: str,
+    task: str,
     task_model: ModelInfo,
 ) -> None:
     """At temperature 0 the concatenated stream is the text of the same request unstreamed."""
@@ -193,17 +228,30 @@ def test_stream_text_equals_the_non_streamed_text(
         plain = expect_model(Completion, reply.json(), "a completion", reply)
         text = plain.choices[0].text
     streamed_text = stream_texts(stream.chunks).get(0, "")
-    expect(streamed_text == text,
-           "at temperature 0 the concatenated stream equals the non-streamed text",
-           f"streamed {streamed_text!r}, unstreamed {text!r}", stream)
+    expect(
+        streamed_text == text,
+        "at temperature 0 the concatenated stream equals the non-streamed text",
+        f"streamed {streamed_text!r}, unstreamed {text!r}",
+        stream,
+    )
 
 
 @pytest.mark.parametrize(
     "endpoint",
-    [pytest.param(COMPLETIONS, id="completions", marks=pytest.mark.features(
-        "openai", "openai-stream", "openai-stream-usage")),
-     pytest.param(CHAT, id="chat", marks=pytest.mark.features(
-         "openai", "openai-chat", "openai-stream", "openai-stream-usage"))],
+    [
+        pytest.param(
+            COMPLETIONS,
+            id="completions",
+            marks=pytest.mark.features("openai", "openai-stream", "openai-stream-usage"),
+        ),
+        pytest.param(
+            CHAT,
+            id="chat",
+            marks=pytest.mark.features(
+                "openai", "openai-chat", "openai-stream", "openai-stream-usage"
+            ),
+        ),
+    ],
 )
 @pytest.mark.parametrize("task", GENERATIVE_TASKS)
 def test_stream_include_usage_sends_one_final_usage_chunk(
@@ -215,12 +263,18 @@ def test_stream_include_usage_sends_one_final_usage_chunk(
     rule = "include_usage adds one final chunk with empty choices and the usage"
     expect(stream.chunks, rule, "no chunks", stream)
     final = stream.chunks[-1]
-    expect(final.get("choices") == [], rule, f"last chunk's choices {final.get('choices')!r}",
-           stream)
+    expect(
+        final.get("choices") == [], rule, f"last chunk's choices {final.get('choices')!r}", stream
+    )
     usage = final.get("usage")
     expect(isinstance(usage, dict), rule, f"last chunk's usage {usage!r}", stream)
     assert isinstance(usage, dict)
-    expect(usage.get("total_tokens") == usage.get("prompt_tokens", 0)
-           + usage.get("completion_tokens", 0), rule, f"usage {usage}", stream)
+    expect(
+        usage.get("total_tokens")
+        == usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0),
+        rule,
+        f"usage {usage}",
+        stream,
+    )
     others = [c for c in stream.chunks[:-1] if c.get("usage") is not None]
     expect(not others, rule, f"{len(others)} earlier chunk(s) carry usage", stream)

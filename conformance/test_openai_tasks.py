@@ -18,13 +18,17 @@ def test_v2_generative_model_infer_is_answered_or_refused(
 ) -> None:
     """V2 infer on a generative model either answers or is refused with a 4xx JSON error
     (KServe documents a 400 for models served only over OpenAI), never a 5xx crash."""
-    body = {"inputs": [{"name": "args", "shape": [1], "datatype": "BYTES",
-                        "data": [examples.PROMPT]}]}
+    body = {
+        "inputs": [{"name": "args", "shape": [1], "datatype": "BYTES", "data": [examples.PROMPT]}]
+    }
     reply = v2.infer(task_model.name, body)
     rule = "V2 infer on a generative model answers 200 or a 4xx JSON error"
-    expect(reply.status == 200 or 400 <= reply.status < 500, rule, f"status {reply.status}",
-           reply)
+    expect(reply.status == 200 or 400 <= reply.status < 500, rule, f"status {reply.status}", reply)
     if reply.status != 200:
         payload = reply.json()
-        expect(isinstance(payload, dict) and payload.get("error"), rule,
-               f"error body {payload!r}", reply)
+        expect(
+            isinstance(payload, dict) and payload.get("error"),
+            rule,
+            f"error body {payload!r}",
+            reply,
+        )

@@ -43,7 +43,7 @@ def _json_error(reply: Reply, rule: str) -> None:
     expect(
         isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"],
         rule,
-        f"error body {body!r} is not {{\"error\": message}}",
+        f'error body {body!r} is not {{"error": message}}',
         reply,
     )
 
@@ -57,9 +57,7 @@ def test_v1_models_lists_the_served_models(v1: V1Client) -> None:
     listing = expect_model(ModelList, reply.json(), rule, reply)
     expect(listing.models, rule, "no model listed", reply)
     expect(all(listing.models), rule, "an empty model name", reply)
-    expect(
-        len(set(listing.models)) == len(listing.models), rule, "a model listed twice", reply
-    )
+    expect(len(set(listing.models)) == len(listing.models), rule, "a model listed twice", reply)
 
 
 @pytest.mark.features("v1")
@@ -80,8 +78,10 @@ def test_v1_listed_models_report_their_status(v1: V1Client) -> None:
 @pytest.mark.features("v1")
 def test_v1_unknown_model_is_a_404_json_error(v1: V1Client) -> None:
     """An unknown model's status and predict answer 404 with a JSON {"error": message}."""
-    for reply in (v1.model(UNKNOWN_MODEL),
-                  v1.predict(UNKNOWN_MODEL, {"instances": [examples.SENTIMENT]})):
+    for reply in (
+        v1.model(UNKNOWN_MODEL),
+        v1.predict(UNKNOWN_MODEL, {"instances": [examples.SENTIMENT]}),
+    ):
         rule = "a V1 request for an unknown model answers 404 with a JSON error"
         expect_status(reply, 404, rule)
         _json_error(reply, rule)
@@ -94,8 +94,9 @@ def test_v1_predict_returns_one_prediction_per_instance(
 ) -> None:
     """POST :predict with {"instances": [a, b]} answers {"predictions": [pa, pb]}."""
     body = {"instances": [kserve_v1.V1_EXAMPLES[task], SECOND[task]]}
-    _predictions(v1.predict(task_model.name, body), 2,
-                 "V1 predict returns one prediction per instance")
+    _predictions(
+        v1.predict(task_model.name, body), 2, "V1 predict returns one prediction per instance"
+    )
 
 
 @pytest.mark.features("v1")
@@ -104,8 +105,11 @@ def test_v1_predict_accepts_inputs(v1: V1Client, task: str, task_model: ModelInf
     """POST :predict also takes the columnar {"inputs": [...]} form KServe documents, with one
     prediction per input."""
     body = {"inputs": [kserve_v1.V1_EXAMPLES[task], SECOND[task]]}
-    _predictions(v1.predict(task_model.name, body), 2,
-                 "V1 predict accepts {\"inputs\": [...]} with one prediction per input")
+    _predictions(
+        v1.predict(task_model.name, body),
+        2,
+        'V1 predict accepts {"inputs": [...]} with one prediction per input',
+    )
 
 
 def _label_ids(prediction: Any, model: ModelInfo, task: str, reply: Reply) -> list[int]:
@@ -119,8 +123,12 @@ def _label_ids(prediction: Any, model: ModelInfo, task: str, reply: Reply) -> li
     )
     bound = len(model.labels) if model.labels else None
     bad = [i for i in ids if i < 0 or (bound is not None and i >= bound)]
-    expect(not bad, rule, f"ids {bad} are not label ids"
-           + (f" of the config's {bound} labels" if bound else ""), reply)
+    expect(
+        not bad,
+        rule,
+        f"ids {bad} are not label ids" + (f" of the config's {bound} labels" if bound else ""),
+        reply,
+    )
     return ids
 
 
@@ -134,13 +142,21 @@ def test_v1_prediction_means_the_task(v1: V1Client, task: str, task_model: Model
     prediction = _predictions(reply, 1, "V1 predict returns one prediction per instance")[0]
     if task == "text-classification":
         ids = _label_ids(prediction, task_model, task, reply)
-        expect(len(ids) == 1, "text-classification predicts one class id per instance",
-               f"prediction {prediction!r}", reply)
+        expect(
+            len(ids) == 1,
+            "text-classification predicts one class id per instance",
+            f"prediction {prediction!r}",
+            reply,
+        )
     elif task == "token-classification":
         ids = _label_ids(prediction, task_model, task, reply)
         words = len(text.split())
-        expect(len(ids) >= words, "token-classification predicts a label for every token",
-               f"{len(ids)} labels for a sentence of {words} words", reply)
+        expect(
+            len(ids) >= words,
+            "token-classification predicts a label for every token",
+            f"{len(ids)} labels for a sentence of {words} words",
+            reply,
+        )
     elif task == "fill-mask":
         mask = task_model.mask_token or "[MASK]"
         expect(
@@ -175,8 +191,9 @@ def test_v1_bad_request_is_a_4xx_json_error(
 ) -> None:
     """A predict body the server cannot read (malformed JSON, a non-JSON content type, no
     instances) answers 4xx with a JSON {"error": message}, and the model stays ready."""
-    reply = v1.predict(task_model.name, content=bad.content,
-                       headers={"content-type": bad.content_type})
+    reply = v1.predict(
+        task_model.name, content=bad.content, headers={"content-type": bad.content_type}
+    )
     rule = "an unreadable V1 predict request answers 4xx with a JSON error"
     expect(400 <= reply.status < 500, rule, f"status {reply.status}", reply)
     _json_error(reply, rule)
@@ -195,8 +212,7 @@ def test_v1_generative_model_predict_is_answered_or_refused(
     (KServe documents a 400 for models served only over OpenAI), never a 5xx crash."""
     reply = v1.predict(task_model.name, {"instances": [examples.PROMPT]})
     rule = "V1 predict on a generative model answers 200 or a 4xx JSON error"
-    expect(reply.status == 200 or 400 <= reply.status < 500, rule,
-           f"status {reply.status}", reply)
+    expect(reply.status == 200 or 400 <= reply.status < 500, rule, f"status {reply.status}", reply)
     if reply.status == 200:
         _predictions(reply, 1, rule)
     else:

@@ -33,8 +33,26 @@ AREA = "openai"
 BASE = "/openai/v1"
 GENERATIVE = {f"fake-{t}" for t in ("text-generation", "text2text-generation")}
 EMBEDDING = "fake-feature-extraction"
-VOCAB = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
-         "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo")
+VOCAB = (
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+    "quebec",
+    "romeo",
+)
 CONTEXT = 256
 MAX_N = 128
 #: tokens generated when a request sets no limit
@@ -52,156 +70,333 @@ def _s(name: str, description: str, checks: list[str]) -> str:
 
 
 # models
-MODELS_NOT_LIST = _s("oai-models-object-not-list", "the models list has object \"models\"",
-                     ["test_openai_models_list_lists_model_objects"])
-MODEL_CARD_NO_OBJECT = _s("oai-model-card-no-object", "model objects lack \"object\"",
-                          ["test_openai_models_list_lists_model_objects"])
-MODEL_RETRIEVE_NULL = _s("oai-model-retrieve-null", "GET models/{id} answers 200 null",
-                         ["test_openai_model_retrieve_describes_the_model"])
-MODEL_RETRIEVE_OTHER = _s("oai-model-retrieve-other", "GET models/{id} describes another model",
-                          ["test_openai_model_retrieve_describes_the_model"])
-MODEL_UNKNOWN_200 = _s("oai-model-retrieve-unknown-200", "an unknown model's card answers 200",
-                       ["test_openai_unknown_model_retrieve_is_a_404"])
+MODELS_NOT_LIST = _s(
+    "oai-models-object-not-list",
+    'the models list has object "models"',
+    ["test_openai_models_list_lists_model_objects"],
+)
+MODEL_CARD_NO_OBJECT = _s(
+    "oai-model-card-no-object",
+    'model objects lack "object"',
+    ["test_openai_models_list_lists_model_objects"],
+)
+MODEL_RETRIEVE_NULL = _s(
+    "oai-model-retrieve-null",
+    "GET models/{id} answers 200 null",
+    ["test_openai_model_retrieve_describes_the_model"],
+)
+MODEL_RETRIEVE_OTHER = _s(
+    "oai-model-retrieve-other",
+    "GET models/{id} describes another model",
+    ["test_openai_model_retrieve_describes_the_model"],
+)
+MODEL_UNKNOWN_200 = _s(
+    "oai-model-retrieve-unknown-200",
+    "an unknown model's card answers 200",
+    ["test_openai_unknown_model_retrieve_is_a_404"],
+)
 # completions
-WRONG_OBJECT = _s("oai-completion-object-wrong", "completions have object \"completion\"",
-                  ["test_completion_returns_a_text_completion"])
-WRONG_MODEL = _s("oai-completion-model-wrong", "completions name another model",
-                 ["test_completion_returns_a_text_completion"])
-USAGE_SUM = _s("oai-usage-total-wrong", "usage.total_tokens is prompt + completion + 1",
-               ["test_completion_usage_adds_up"])
-USAGE_OVER = _s("oai-usage-over-max-tokens", "completion_tokens counts one token too many",
-                ["test_completion_usage_adds_up", "test_chat_respects_max_tokens"])
-USAGE_NO_PROMPT = _s("oai-usage-prompt-zero", "usage.prompt_tokens is 0",
-                     ["test_completion_usage_adds_up"])
-PROMPT_LIST_FIRST = _s("oai-prompt-list-first-only", "a list of prompts answers the first only",
-                       ["test_completion_prompt_list_gives_one_choice_per_prompt"])
-TOKEN_IDS_400 = _s("oai-token-ids-refused", "a prompt of token ids is refused",
-                   ["test_completion_accepts_token_ids"])
-TOKEN_IDS_MISCOUNT = _s("oai-token-ids-miscounted", "token id prompts count one extra token",
-                        ["test_completion_accepts_token_ids"])
+WRONG_OBJECT = _s(
+    "oai-completion-object-wrong",
+    'completions have object "completion"',
+    ["test_completion_returns_a_text_completion"],
+)
+WRONG_MODEL = _s(
+    "oai-completion-model-wrong",
+    "completions name another model",
+    ["test_completion_returns_a_text_completion"],
+)
+USAGE_SUM = _s(
+    "oai-usage-total-wrong",
+    "usage.total_tokens is prompt + completion + 1",
+    ["test_completion_usage_adds_up"],
+)
+USAGE_OVER = _s(
+    "oai-usage-over-max-tokens",
+    "completion_tokens counts one token too many",
+    ["test_completion_usage_adds_up", "test_chat_respects_max_tokens"],
+)
+USAGE_NO_PROMPT = _s(
+    "oai-usage-prompt-zero", "usage.prompt_tokens is 0", ["test_completion_usage_adds_up"]
+)
+PROMPT_LIST_FIRST = _s(
+    "oai-prompt-list-first-only",
+    "a list of prompts answers the first only",
+    ["test_completion_prompt_list_gives_one_choice_per_prompt"],
+)
+TOKEN_IDS_400 = _s(
+    "oai-token-ids-refused",
+    "a prompt of token ids is refused",
+    ["test_completion_accepts_token_ids"],
+)
+TOKEN_IDS_MISCOUNT = _s(
+    "oai-token-ids-miscounted",
+    "token id prompts count one extra token",
+    ["test_completion_accepts_token_ids"],
+)
 FINISH_STOP_ON_LENGTH = _s(
-    "oai-finish-stop-at-max-tokens", "finish_reason is stop when max_tokens was reached",
-    ["test_completion_finish_reason_length_when_max_tokens_is_reached"])
+    "oai-finish-stop-at-max-tokens",
+    "finish_reason is stop when max_tokens was reached",
+    ["test_completion_finish_reason_length_when_max_tokens_is_reached"],
+)
 FINISH_LENGTH_ON_STOP = _s(
-    "oai-finish-length-on-stop-sequence", "finish_reason is length when a stop sequence fired",
-    ["test_completion_stop_sequence_ends_the_text"])
-STOP_IGNORED = _s("oai-stop-ignored", "stop sequences are ignored",
-                  ["test_completion_stop_sequence_ends_the_text"])
-STOP_INCLUDED = _s("oai-stop-included", "the stop sequence is left in the text",
-                   ["test_completion_stop_sequence_ends_the_text"])
-ECHO_IGNORED = _s("oai-echo-ignored", "echo is ignored",
-                  ["test_completion_echo_returns_the_prompt_first"])
+    "oai-finish-length-on-stop-sequence",
+    "finish_reason is length when a stop sequence fired",
+    ["test_completion_stop_sequence_ends_the_text"],
+)
+STOP_IGNORED = _s(
+    "oai-stop-ignored",
+    "stop sequences are ignored",
+    ["test_completion_stop_sequence_ends_the_text"],
+)
+STOP_INCLUDED = _s(
+    "oai-stop-included",
+    "the stop sequence is left in the text",
+    ["test_completion_stop_sequence_ends_the_text"],
+)
+ECHO_IGNORED = _s(
+    "oai-echo-ignored", "echo is ignored", ["test_completion_echo_returns_the_prompt_first"]
+)
 N_IGNORED = _s("oai-n-ignored", "n is ignored: one choice", ["test_completion_n_returns_n_choices"])
 N_500 = _s("oai-n-500", "n > 1 is a 500", ["test_completion_n_returns_n_choices"])
-GREEDY_RANDOM = _s("oai-temperature-zero-samples", "temperature 0 samples at random",
-                   ["test_completion_temperature_zero_is_deterministic"])
-SEED_IGNORED = _s("oai-seed-ignored", "the seed does not seed sampling",
-                  ["test_completion_seed_repeats_sampling"])
+GREEDY_RANDOM = _s(
+    "oai-temperature-zero-samples",
+    "temperature 0 samples at random",
+    ["test_completion_temperature_zero_is_deterministic"],
+)
+SEED_IGNORED = _s(
+    "oai-seed-ignored", "the seed does not seed sampling", ["test_completion_seed_repeats_sampling"]
+)
 # chat
-CHAT_ROLE = _s("oai-chat-role-bot", "the chat message has role \"bot\"",
-               ["test_chat_returns_an_assistant_message"])
-CHAT_OBJECT = _s("oai-chat-object-wrong", "chat completions have object \"chat.completion.chunk\"",
-                 ["test_chat_returns_an_assistant_message"])
-CHAT_NO_CONTENT = _s("oai-chat-content-missing", "the assistant message has no content",
-                     ["test_chat_returns_an_assistant_message"])
-CHAT_SYSTEM_400 = _s("oai-chat-system-refused", "system messages are refused",
-                     ["test_chat_accepts_system_user_and_assistant_roles[*system-user*]"])
-CHAT_ASSISTANT_400 = _s("oai-chat-assistant-refused", "assistant messages are refused",
-                        ["test_chat_accepts_system_user_and_assistant_roles[*user-assistant*]"])
-CHAT_MAX_TOKENS_IGNORED = _s("oai-chat-max-tokens-ignored", "chat ignores max_tokens",
-                             ["test_chat_respects_max_tokens"])
-CHAT_MCT_IGNORED = _s("oai-chat-max-completion-tokens-ignored",
-                      "chat ignores max_completion_tokens",
-                      ["test_chat_respects_max_completion_tokens"])
+CHAT_ROLE = _s(
+    "oai-chat-role-bot",
+    'the chat message has role "bot"',
+    ["test_chat_returns_an_assistant_message"],
+)
+CHAT_OBJECT = _s(
+    "oai-chat-object-wrong",
+    'chat completions have object "chat.completion.chunk"',
+    ["test_chat_returns_an_assistant_message"],
+)
+CHAT_NO_CONTENT = _s(
+    "oai-chat-content-missing",
+    "the assistant message has no content",
+    ["test_chat_returns_an_assistant_message"],
+)
+CHAT_SYSTEM_400 = _s(
+    "oai-chat-system-refused",
+    "system messages are refused",
+    ["test_chat_accepts_system_user_and_assistant_roles[*system-user*]"],
+)
+CHAT_ASSISTANT_400 = _s(
+    "oai-chat-assistant-refused",
+    "assistant messages are refused",
+    ["test_chat_accepts_system_user_and_assistant_roles[*user-assistant*]"],
+)
+CHAT_MAX_TOKENS_IGNORED = _s(
+    "oai-chat-max-tokens-ignored", "chat ignores max_tokens", ["test_chat_respects_max_tokens"]
+)
+CHAT_MCT_IGNORED = _s(
+    "oai-chat-max-completion-tokens-ignored",
+    "chat ignores max_completion_tokens",
+    ["test_chat_respects_max_completion_tokens"],
+)
 # embeddings
-EMB_ONE = _s("oai-embeddings-first-only", "a list of inputs gets one embedding",
-             ["test_embeddings_return_one_vector_per_input"])
-EMB_ORDER = _s("oai-embeddings-indexes-reversed", "embedding indexes are reversed",
-               ["test_embeddings_return_one_vector_per_input"])
-EMB_RAGGED = _s("oai-embeddings-ragged", "the last embedding is one value short",
-                ["test_embeddings_have_the_model_dimension"])
-EMB_NAN = _s("oai-embeddings-nan", "an embedding holds a non-finite value",
-             ["test_embeddings_have_the_model_dimension"])
-B64_FLOAT64 = _s("oai-base64-float64", "base64 embeddings pack float64",
-                 ["test_embeddings_base64_decodes_to_the_float_vectors"])
-B64_OTHER = _s("oai-base64-mismatch", "base64 embeddings are another vector",
-               ["test_embeddings_base64_decodes_to_the_float_vectors"])
-B64_IGNORED = _s("oai-base64-ignored", "encoding_format base64 answers float lists",
-                 ["test_embeddings_base64_decodes_to_the_float_vectors"])
-EMB_USAGE_ZERO = _s("oai-embeddings-usage-zero", "embeddings usage.prompt_tokens is 0",
-                    ["test_embeddings_usage_counts_prompt_tokens"])
-EMB_USAGE_TOTAL = _s("oai-embeddings-usage-total-wrong", "embeddings total_tokens != prompt",
-                     ["test_embeddings_usage_counts_prompt_tokens"])
+EMB_ONE = _s(
+    "oai-embeddings-first-only",
+    "a list of inputs gets one embedding",
+    ["test_embeddings_return_one_vector_per_input"],
+)
+EMB_ORDER = _s(
+    "oai-embeddings-indexes-reversed",
+    "embedding indexes are reversed",
+    ["test_embeddings_return_one_vector_per_input"],
+)
+EMB_RAGGED = _s(
+    "oai-embeddings-ragged",
+    "the last embedding is one value short",
+    ["test_embeddings_have_the_model_dimension"],
+)
+EMB_NAN = _s(
+    "oai-embeddings-nan",
+    "an embedding holds a non-finite value",
+    ["test_embeddings_have_the_model_dimension"],
+)
+B64_FLOAT64 = _s(
+    "oai-base64-float64",
+    "base64 embeddings pack float64",
+    ["test_embeddings_base64_decodes_to_the_float_vectors"],
+)
+B64_OTHER = _s(
+    "oai-base64-mismatch",
+    "base64 embeddings are another vector",
+    ["test_embeddings_base64_decodes_to_the_float_vectors"],
+)
+B64_IGNORED = _s(
+    "oai-base64-ignored",
+    "encoding_format base64 answers float lists",
+    ["test_embeddings_base64_decodes_to_the_float_vectors"],
+)
+EMB_USAGE_ZERO = _s(
+    "oai-embeddings-usage-zero",
+    "embeddings usage.prompt_tokens is 0",
+    ["test_embeddings_usage_counts_prompt_tokens"],
+)
+EMB_USAGE_TOTAL = _s(
+    "oai-embeddings-usage-total-wrong",
+    "embeddings total_tokens != prompt",
+    ["test_embeddings_usage_counts_prompt_tokens"],
+)
 # streaming
-S_CONTENT_TYPE = _s("oai-stream-content-type-json", "streams are labelled application/json",
-                    ["test_stream_is_text_event_stream"])
-S_NO_BLANK = _s("oai-stream-no-blank-line", "events are not separated by a blank line",
-                ["test_stream_events_are_data_lines_each_ended_by_a_blank_line"])
-S_UNTERMINATED = _s("oai-stream-last-event-unterminated", "the last event has no blank line",
-                    ["test_stream_events_are_data_lines_each_ended_by_a_blank_line"])
-S_NO_DATA = _s("oai-stream-no-data-field", "events are bare JSON lines without data:",
-               ["test_stream_events_are_data_lines_each_ended_by_a_blank_line"])
-S_NO_DONE = _s("oai-stream-no-done", "the stream ends without data: [DONE]",
-               ["test_stream_ends_with_done"])
-S_AFTER_DONE = _s("oai-stream-event-after-done", "a chunk follows data: [DONE]",
-                  ["test_stream_ends_with_done"])
-S_OBJECT = _s("oai-stream-chunk-object-wrong", "chunks have the non-streamed object name",
-              ["test_stream_chunks_are_chunk_objects"])
-S_IDS = _s("oai-stream-ids-differ", "every chunk has its own id",
-           ["test_stream_chunks_are_chunk_objects"])
-S_NO_ROLE = _s("oai-stream-no-role", "the first chat delta has no role",
-               ["test_chat_stream_first_delta_carries_the_role"])
-S_FINISH_EVERY = _s("oai-stream-finish-every-chunk", "finish_reason is set on every chunk",
-                    ["test_stream_finish_reason_once_per_choice_in_its_last_chunk"])
-S_FINISH_NEVER = _s("oai-stream-finish-never", "no chunk carries a finish_reason",
-                    ["test_stream_finish_reason_once_per_choice_in_its_last_chunk"])
-S_FINISH_EARLY = _s("oai-stream-finish-first-chunk", "finish_reason comes in the first chunk",
-                    ["test_stream_finish_reason_once_per_choice_in_its_last_chunk"])
-S_TEXT_DIFFERS = _s("oai-stream-text-differs", "the stream drops the last word",
-                    ["test_stream_text_equals_the_non_streamed_text"])
-S_SPECIAL = _s("oai-stream-special-tokens", "streamed text keeps an end-of-sequence marker",
-               ["test_stream_text_equals_the_non_streamed_text"])
-S_USAGE_MISSING = _s("oai-stream-usage-missing", "include_usage is ignored",
-                     ["test_stream_include_usage_sends_one_final_usage_chunk"])
-S_USAGE_IN_CHOICE = _s("oai-stream-usage-in-last-content-chunk",
-                       "usage rides on the last content chunk, choices not empty",
-                       ["test_stream_include_usage_sends_one_final_usage_chunk"])
-S_USAGE_EVERY = _s("oai-stream-usage-every-chunk", "every chunk carries usage",
-                   ["test_stream_include_usage_sends_one_final_usage_chunk"])
-S_USAGE_SUM = _s("oai-stream-usage-total-wrong", "the final usage does not add up",
-                 ["test_stream_include_usage_sends_one_final_usage_chunk"])
+S_CONTENT_TYPE = _s(
+    "oai-stream-content-type-json",
+    "streams are labelled application/json",
+    ["test_stream_is_text_event_stream"],
+)
+S_NO_BLANK = _s(
+    "oai-stream-no-blank-line",
+    "events are not separated by a blank line",
+    ["test_stream_events_are_data_lines_each_ended_by_a_blank_line"],
+)
+S_UNTERMINATED = _s(
+    "oai-stream-last-event-unterminated",
+    "the last event has no blank line",
+    ["test_stream_events_are_data_lines_each_ended_by_a_blank_line"],
+)
+S_NO_DATA = _s(
+    "oai-stream-no-data-field",
+    "events are bare JSON lines without data:",
+    ["test_stream_events_are_data_lines_each_ended_by_a_blank_line"],
+)
+S_NO_DONE = _s(
+    "oai-stream-no-done", "the stream ends without data: [DONE]", ["test_stream_ends_with_done"]
+)
+S_AFTER_DONE = _s(
+    "oai-stream-event-after-done", "a chunk follows data: [DONE]", ["test_stream_ends_with_done"]
+)
+S_OBJECT = _s(
+    "oai-stream-chunk-object-wrong",
+    "chunks have the non-streamed object name",
+    ["test_stream_chunks_are_chunk_objects"],
+)
+S_IDS = _s(
+    "oai-stream-ids-differ", "every chunk has its own id", ["test_stream_chunks_are_chunk_objects"]
+)
+S_NO_ROLE = _s(
+    "oai-stream-no-role",
+    "the first chat delta has no role",
+    ["test_chat_stream_first_delta_carries_the_role"],
+)
+S_FINISH_EVERY = _s(
+    "oai-stream-finish-every-chunk",
+    "finish_reason is set on every chunk",
+    ["test_stream_finish_reason_once_per_choice_in_its_last_chunk"],
+)
+S_FINISH_NEVER = _s(
+    "oai-stream-finish-never",
+    "no chunk carries a finish_reason",
+    ["test_stream_finish_reason_once_per_choice_in_its_last_chunk"],
+)
+S_FINISH_EARLY = _s(
+    "oai-stream-finish-first-chunk",
+    "finish_reason comes in the first chunk",
+    ["test_stream_finish_reason_once_per_choice_in_its_last_chunk"],
+)
+S_TEXT_DIFFERS = _s(
+    "oai-stream-text-differs",
+    "the stream drops the last word",
+    ["test_stream_text_equals_the_non_streamed_text"],
+)
+S_SPECIAL = _s(
+    "oai-stream-special-tokens",
+    "streamed text keeps an end-of-sequence marker",
+    ["test_stream_text_equals_the_non_streamed_text"],
+)
+S_USAGE_MISSING = _s(
+    "oai-stream-usage-missing",
+    "include_usage is ignored",
+    ["test_stream_include_usage_sends_one_final_usage_chunk"],
+)
+S_USAGE_IN_CHOICE = _s(
+    "oai-stream-usage-in-last-content-chunk",
+    "usage rides on the last content chunk, choices not empty",
+    ["test_stream_include_usage_sends_one_final_usage_chunk"],
+)
+S_USAGE_EVERY = _s(
+    "oai-stream-usage-every-chunk",
+    "every chunk carries usage",
+    ["test_stream_include_usage_sends_one_final_usage_chunk"],
+)
+S_USAGE_SUM = _s(
+    "oai-stream-usage-total-wrong",
+    "the final usage does not add up",
+    ["test_stream_include_usage_sends_one_final_usage_chunk"],
+)
 # errors
-E_FLAT = _s("oai-error-flat", "errors are {\"error\": \"message\"}", [ENVELOPE])
-E_DETAIL = _s("oai-error-detail-422", "schema errors answer 422 {\"detail\": [...]}",
-              [f"{ENVELOPE}[*negative-max-tokens*]", f"{ENVELOPE}[*missing-model*]"])
+E_FLAT = _s("oai-error-flat", 'errors are {"error": "message"}', [ENVELOPE])
+E_DETAIL = _s(
+    "oai-error-detail-422",
+    'schema errors answer 422 {"detail": [...]}',
+    [f"{ENVELOPE}[*negative-max-tokens*]", f"{ENVELOPE}[*missing-model*]"],
+)
 E_NO_PARAM = _s("oai-error-no-param-code", "error objects lack param and code", [ENVELOPE])
 E_PLAIN = _s("oai-error-plain-text", "errors are plain text", [ENVELOPE])
-E_PARAM_500 = _s("oai-bad-parameter-500", "bad parameter values answer 500",
-                 [f"{BAD}[*negative-max-tokens*]", f"{BAD}[*negative-temperature*]"])
-E_UNKNOWN_500 = _s("oai-unknown-model-500", "an unknown model answers 500",
-                   [f"{BAD}[*unknown-model*]"])
-E_CONTEXT_500 = _s("oai-context-overflow-500", "prompt + max_tokens beyond the context is a 500",
-                   [f"{BAD}[*completion-beyond-context*]"])
-E_ENCODER_500 = _s("oai-encoder-model-500", "completions on an encoder model crash with 500",
-                   [f"{BAD}[*completion-encoder-model*]"])
-E_MALFORMED_500 = _s("oai-malformed-json-500", "malformed JSON answers 500",
-                     [f"{BAD}[*malformed-json*]"])
-E_EMPTY_OK = _s("oai-empty-messages-accepted", "empty messages are answered 200",
-                [f"{BAD}[*chat-empty-messages*]"])
-E_ROLE_OK = _s("oai-bad-role-accepted", "an unknown role is answered 200",
-               [f"{BAD}[*chat-bad-role*]"])
+E_PARAM_500 = _s(
+    "oai-bad-parameter-500",
+    "bad parameter values answer 500",
+    [f"{BAD}[*negative-max-tokens*]", f"{BAD}[*negative-temperature*]"],
+)
+E_UNKNOWN_500 = _s(
+    "oai-unknown-model-500", "an unknown model answers 500", [f"{BAD}[*unknown-model*]"]
+)
+E_CONTEXT_500 = _s(
+    "oai-context-overflow-500",
+    "prompt + max_tokens beyond the context is a 500",
+    [f"{BAD}[*completion-beyond-context*]"],
+)
+E_ENCODER_500 = _s(
+    "oai-encoder-model-500",
+    "completions on an encoder model crash with 500",
+    [f"{BAD}[*completion-encoder-model*]"],
+)
+E_MALFORMED_500 = _s(
+    "oai-malformed-json-500", "malformed JSON answers 500", [f"{BAD}[*malformed-json*]"]
+)
+E_EMPTY_OK = _s(
+    "oai-empty-messages-accepted",
+    "empty messages are answered 200",
+    [f"{BAD}[*chat-empty-messages*]"],
+)
+E_ROLE_OK = _s(
+    "oai-bad-role-accepted", "an unknown role is answered 200", [f"{BAD}[*chat-bad-role*]"]
+)
 E_N_OK = _s("oai-n-unlimited", "n above 128 is answered 200", [f"{BAD}[*n-over-limit*]"])
-E_TYPE_OK = _s("oai-max-tokens-string-accepted", "max_tokens \"many\" is taken as the default",
-               [f"{BAD}[*max-tokens-not-a-number*]"])
-E_INPUT_OK = _s("oai-embeddings-missing-input-accepted", "embeddings without input answer 200",
-                [f"{BAD}[*embeddings-missing-input*]"])
-E_BREAKS = _s("oai-bad-request-breaks-serving",
-              "after a refused request the models list answers 503 once", [BAD])
+E_TYPE_OK = _s(
+    "oai-max-tokens-string-accepted",
+    'max_tokens "many" is taken as the default',
+    [f"{BAD}[*max-tokens-not-a-number*]"],
+)
+E_INPUT_OK = _s(
+    "oai-embeddings-missing-input-accepted",
+    "embeddings without input answer 200",
+    [f"{BAD}[*embeddings-missing-input*]"],
+)
+E_BREAKS = _s(
+    "oai-bad-request-breaks-serving",
+    "after a refused request the models list answers 503 once",
+    [BAD],
+)
 # interoperability: strict header handling that only a real SDK trips over
-SDK_HEADERS_400 = _s("oai-sdk-headers-refused",
-                     "requests carrying the SDK's X-Stainless-* headers are refused",
-                     ["test_openai_client_completes", "test_openai_client_chats",
-                      "test_openai_client_streams", "test_openai_client_embeds"])
+SDK_HEADERS_400 = _s(
+    "oai-sdk-headers-refused",
+    "requests carrying the SDK's X-Stainless-* headers are refused",
+    [
+        "test_openai_client_completes",
+        "test_openai_client_chats",
+        "test_openai_client_streams",
+        "test_openai_client_embeds",
+    ],
+)
 
 #: one 503 owed to the models list after a refused request (E_BREAKS)
 _broken_once: list[bool] = [False]
@@ -210,8 +405,14 @@ _counter: list[int] = [0]
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None,
-                 kind: str = "invalid_request_error", schema: bool = False):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        kind: str = "invalid_request_error",
+        schema: bool = False,
+    ):
         super().__init__(message)
         self.status = status
         self.param = param
@@ -227,8 +428,9 @@ def _error(exc: _Refused) -> Response:
     if BOARD.on(E_FLAT):
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
     if exc.schema and BOARD.on(E_DETAIL):
-        return JSONResponse({"detail": [{"loc": ["body", exc.param], "msg": str(exc)}]},
-                            status_code=422)
+        return JSONResponse(
+            {"detail": [{"loc": ["body", exc.param], "msg": str(exc)}]}, status_code=422
+        )
     error: dict[str, Any] = {"message": str(exc), "type": exc.kind}
     if not BOARD.on(E_NO_PARAM):
         error.update(param=exc.param, code=None)
@@ -294,8 +496,12 @@ def _model(body: dict[str, Any], served: set[str], what: str) -> str:
             status = 500
         if BOARD.on(E_ENCODER_500) and known:
             status = 500
-        raise _Refused(status, f"the model {name!r} does not exist or does not serve {what}",
-                       "model", kind="invalid_request_error")
+        raise _Refused(
+            status,
+            f"the model {name!r} does not exist or does not serve {what}",
+            "model",
+            kind="invalid_request_error",
+        )
     return name
 
 
@@ -313,8 +519,14 @@ def _sampling(body: dict[str, Any], default_tokens: int) -> dict[str, Any]:
         raise _bad("n", f"n must be between 1 and {MAX_N}")
     stop = body.get("stop") or []
     stops = [stop] if isinstance(stop, str) else list(stop)
-    return {"max_tokens": max_tokens, "temperature": temperature, "n": n, "stops": stops,
-            "seed": body.get("seed"), "echo": bool(body.get("echo"))}
+    return {
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "n": n,
+        "stops": stops,
+        "seed": body.get("seed"),
+        "echo": bool(body.get("echo")),
+    }
 
 
 def _prompts(body: dict[str, Any]) -> list[tuple[str, int]]:
@@ -346,11 +558,14 @@ class _Choice:
 
     def __init__(self, prompt: str, prompt_tokens: int, params: dict[str, Any], index: int):
         if prompt_tokens + params["max_tokens"] > CONTEXT:
-            raise _bad("max_tokens", f"this model's maximum context length is {CONTEXT} "
-                       f"tokens; {prompt_tokens} in the prompt plus max_tokens "
-                       f"{params['max_tokens']} is more", switch_500=E_CONTEXT_500)
-        words = _generate(prompt + (f"#{index}" if index else ""), params["max_tokens"],
-                          params)
+            raise _bad(
+                "max_tokens",
+                f"this model's maximum context length is {CONTEXT} "
+                f"tokens; {prompt_tokens} in the prompt plus max_tokens "
+                f"{params['max_tokens']} is more",
+                switch_500=E_CONTEXT_500,
+            )
+        words = _generate(prompt + (f"#{index}" if index else ""), params["max_tokens"], params)
         text, stopped = _cut_at_stop("".join(" " + w for w in words), params["stops"])
         self.pieces = _pieces(text)
         self.tokens = len(self.pieces)
@@ -380,8 +595,11 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     if BOARD.on(USAGE_NO_PROMPT):
         prompt_tokens = 0
     total = prompt_tokens + completion_tokens + (1 if BOARD.on(USAGE_SUM) else 0)
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": total}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": total,
+    }
 
 
 def _choices(prompts: list[tuple[str, int]], params: dict[str, Any]) -> list[_Choice]:
@@ -405,12 +623,16 @@ async def _json_body(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except ValueError as exc:
-        raise _Refused(500 if BOARD.on(E_MALFORMED_500) else 400,
-                       f"the body is not valid JSON: {exc}", schema=True) from None
+        raise _Refused(
+            500 if BOARD.on(E_MALFORMED_500) else 400,
+            f"the body is not valid JSON: {exc}",
+            schema=True,
+        ) from None
     if not isinstance(body, dict):
         raise _Refused(400, "the body must be a JSON object", schema=True)
     if any(h.lower().startswith("x-stainless") for h in request.headers) and BOARD.on(
-            SDK_HEADERS_400):
+        SDK_HEADERS_400
+    ):
         raise _Refused(400, "unexpected headers")
     return body
 
@@ -418,17 +640,31 @@ async def _json_body(request: Request) -> dict[str, Any]:
 async def list_models(request: Request) -> Response:
     if _broken_once[0]:
         _broken_once[0] = False
-        return JSONResponse({"error": {"message": "unavailable", "type": "server_error",
-                                       "param": None, "code": None}}, status_code=503)
+        return JSONResponse(
+            {
+                "error": {
+                    "message": "unavailable",
+                    "type": "server_error",
+                    "param": None,
+                    "code": None,
+                }
+            },
+            status_code=503,
+        )
     cards = []
     for name in sorted(GENERATIVE | {EMBEDDING}):
-        card: dict[str, Any] = {"id": name, "object": "model", "created": CREATED,
-                                "owned_by": "servegate"}
+        card: dict[str, Any] = {
+            "id": name,
+            "object": "model",
+            "created": CREATED,
+            "owned_by": "servegate",
+        }
         if BOARD.on(MODEL_CARD_NO_OBJECT):
             del card["object"]
         cards.append(card)
-    return JSONResponse({"object": "models" if BOARD.on(MODELS_NOT_LIST) else "list",
-                         "data": cards})
+    return JSONResponse(
+        {"object": "models" if BOARD.on(MODELS_NOT_LIST) else "list", "data": cards}
+    )
 
 
 async def retrieve_model(request: Request) -> Response:
@@ -439,8 +675,9 @@ async def retrieve_model(request: Request) -> Response:
     if BOARD.on(MODEL_RETRIEVE_NULL):
         return JSONResponse(None)
     shown = sorted(served - {name})[0] if BOARD.on(MODEL_RETRIEVE_OTHER) else name
-    return JSONResponse({"id": shown, "object": "model", "created": CREATED,
-                         "owned_by": "servegate"})
+    return JSONResponse(
+        {"id": shown, "object": "model", "created": CREATED, "owned_by": "servegate"}
+    )
 
 
 async def completions(request: Request) -> Response:
@@ -452,15 +689,19 @@ async def completions(request: Request) -> Response:
     usage = _usage(sum(c for _, c in prompts), sum(c.tokens for c in choices))
     if body.get("stream"):
         return _stream(model, choices, usage, chat=False, options=body.get("stream_options"))
-    return JSONResponse({
-        "id": f"cmpl-{_hash(json.dumps(body, sort_keys=True)):x}",
-        "object": "completion" if BOARD.on(WRONG_OBJECT) else "text_completion",
-        "created": int(time.time()),
-        "model": model + "-other" if BOARD.on(WRONG_MODEL) else model,
-        "choices": [{"index": c.index, "text": c.text, "finish_reason": c.finish,
-                     "logprobs": None} for c in choices],
-        "usage": usage,
-    })
+    return JSONResponse(
+        {
+            "id": f"cmpl-{_hash(json.dumps(body, sort_keys=True)):x}",
+            "object": "completion" if BOARD.on(WRONG_OBJECT) else "text_completion",
+            "created": int(time.time()),
+            "model": model + "-other" if BOARD.on(WRONG_MODEL) else model,
+            "choices": [
+                {"index": c.index, "text": c.text, "finish_reason": c.finish, "logprobs": None}
+                for c in choices
+            ],
+            "usage": usage,
+        }
+    )
 
 
 def _chat_prompt(body: dict[str, Any]) -> str:
@@ -500,21 +741,31 @@ async def chat(request: Request) -> Response:
     if body.get("stream"):
         return _stream(model, choices, usage, chat=True, options=body.get("stream_options"))
     message_role = "bot" if BOARD.on(CHAT_ROLE) else "assistant"
-    return JSONResponse({
-        "id": f"chatcmpl-{_hash(json.dumps(body, sort_keys=True)):x}",
-        "object": "chat.completion.chunk" if BOARD.on(CHAT_OBJECT) else "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": c.index, "finish_reason": c.finish, "logprobs": None,
-                     "message": {"role": message_role} if BOARD.on(CHAT_NO_CONTENT)
-                     else {"role": message_role, "content": c.text}}
-                    for c in choices],
-        "usage": usage,
-    })
+    return JSONResponse(
+        {
+            "id": f"chatcmpl-{_hash(json.dumps(body, sort_keys=True)):x}",
+            "object": "chat.completion.chunk" if BOARD.on(CHAT_OBJECT) else "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": c.index,
+                    "finish_reason": c.finish,
+                    "logprobs": None,
+                    "message": {"role": message_role}
+                    if BOARD.on(CHAT_NO_CONTENT)
+                    else {"role": message_role, "content": c.text},
+                }
+                for c in choices
+            ],
+            "usage": usage,
+        }
+    )
 
 
-def _stream(model: str, choices: list[_Choice], usage: dict[str, int], *, chat: bool,
-            options: Any) -> Response:
+def _stream(
+    model: str, choices: list[_Choice], usage: dict[str, int], *, chat: bool, options: Any
+) -> Response:
     include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
     include_usage = include_usage and not BOARD.on(S_USAGE_MISSING)
     stream_id = f"{'chatcmpl' if chat else 'cmpl'}-{_counter[0]}"
@@ -550,8 +801,15 @@ def _stream(model: str, choices: list[_Choice], usage: dict[str, int], *, chat: 
             else:
                 entry = {"index": choice.index, "text": piece, "logprobs": None}
             entry["finish_reason"] = finish
-            chunks.append({"id": stream_id, "object": obj, "created": int(time.time()),
-                           "model": model, "choices": [entry]})
+            chunks.append(
+                {
+                    "id": stream_id,
+                    "object": obj,
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [entry],
+                }
+            )
     for pos, chunk in enumerate(chunks):
         if BOARD.on(S_IDS):
             chunk["id"] = f"{stream_id}-{pos}"
@@ -564,10 +822,20 @@ def _stream(model: str, choices: list[_Choice], usage: dict[str, int], *, chat: 
         if BOARD.on(S_USAGE_IN_CHOICE):
             chunks[-1]["usage"] = final
         else:
-            chunks.append({"id": stream_id, "object": obj, "created": int(time.time()),
-                           "model": model, "choices": [], "usage": final})
-    return StreamingResponse(_events(chunks), media_type="application/json"
-                             if BOARD.on(S_CONTENT_TYPE) else "text/event-stream")
+            chunks.append(
+                {
+                    "id": stream_id,
+                    "object": obj,
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [],
+                    "usage": final,
+                }
+            )
+    return StreamingResponse(
+        _events(chunks),
+        media_type="application/json" if BOARD.on(S_CONTENT_TYPE) else "text/event-stream",
+    )
 
 
 def _events(chunks: list[dict[str, Any]]) -> Iterator[str]:
@@ -575,7 +843,8 @@ def _events(chunks: list[dict[str, Any]]) -> Iterator[str]:
     prefix = "" if BOARD.on(S_NO_DATA) else "data: "
     for chunk in chunks:
         yield f"{prefix}{json.dumps(chunk)}{separator}"
-    yield f"{prefix}[DONE]" + ("\n" if BOARD.on(S_UNTERMINATED) else separator)
+    if not BOARD.on(S_NO_DONE):
+        yield f"{prefix}[DONE]" + ("\n" if BOARD.on(S_UNTERMINATED) else separator)
     if BOARD.on(S_AFTER_DONE):
         yield f"{prefix}{json.dumps(chunks[-1])}{separator}"
 
@@ -623,8 +892,14 @@ async def embeddings(request: Request) -> Response:
     tokens = 0 if BOARD.on(EMB_USAGE_ZERO) else sum(max(1, len(t.split())) for t in inputs)
     total = tokens + (1 if BOARD.on(EMB_USAGE_TOTAL) else 0)
     # JSON has no infinity: a non-finite value is sent as a huge literal, as some servers do
-    text = json.dumps({"object": "list", "data": data, "model": model,
-                       "usage": {"prompt_tokens": tokens, "total_tokens": total}})
+    text = json.dumps(
+        {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": total},
+        }
+    )
     return Response(text.replace("Infinity", "1e999"), media_type="application/json")
 
 
@@ -634,6 +909,7 @@ def _guard(handler):
             return await handler(request)
         except _Refused as exc:
             return _error(exc)
+
     return wrapped
 
 

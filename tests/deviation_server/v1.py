@@ -26,75 +26,136 @@ MEANING = "test_v1_prediction_means_the_task"
 JSON_TYPES = ("application/json", "")
 
 LIST_NOT_NAMES = switch(
-    "v1-list-not-names", AREA, "GET /v1/models lists objects instead of names",
-    ["test_v1_models_lists_the_served_models"])
+    "v1-list-not-names",
+    AREA,
+    "GET /v1/models lists objects instead of names",
+    ["test_v1_models_lists_the_served_models"],
+)
 LIST_DUPLICATE = switch(
-    "v1-list-duplicate", AREA, "GET /v1/models lists a model twice",
-    ["test_v1_models_lists_the_served_models"])
+    "v1-list-duplicate",
+    AREA,
+    "GET /v1/models lists a model twice",
+    ["test_v1_models_lists_the_served_models"],
+)
 STATUS_NOT_READY = switch(
-    "v1-status-not-ready", AREA, "GET /v1/models/{m} says ready false for a loaded model",
-    ["test_v1_listed_models_report_their_status", "test_v1_every_model_is_ready"])
+    "v1-status-not-ready",
+    AREA,
+    "GET /v1/models/{m} says ready false for a loaded model",
+    ["test_v1_listed_models_report_their_status", "test_v1_every_model_is_ready"],
+)
 STATUS_WRONG_NAME = switch(
-    "v1-status-wrong-name", AREA, "GET /v1/models/{m} names another model",
-    ["test_v1_listed_models_report_their_status", "test_v1_every_model_is_ready"])
+    "v1-status-wrong-name",
+    AREA,
+    "GET /v1/models/{m} names another model",
+    ["test_v1_listed_models_report_their_status", "test_v1_every_model_is_ready"],
+)
 UNKNOWN_500 = switch(
-    "v1-unknown-model-500", AREA, "an unknown model answers 500",
-    ["test_v1_unknown_model_is_a_404_json_error"])
+    "v1-unknown-model-500",
+    AREA,
+    "an unknown model answers 500",
+    ["test_v1_unknown_model_is_a_404_json_error"],
+)
 UNKNOWN_PREDICT_400 = switch(
-    "v1-unknown-model-predict-400", AREA, "predict on an unknown model answers 400",
-    ["test_v1_unknown_model_is_a_404_json_error"])
+    "v1-unknown-model-predict-400",
+    AREA,
+    "predict on an unknown model answers 400",
+    ["test_v1_unknown_model_is_a_404_json_error"],
+)
 ERROR_PLAIN_TEXT = switch(
-    "v1-error-plain-text", AREA, "V1 errors are plain text, not JSON",
-    ["test_v1_unknown_model_is_a_404_json_error", BAD])
+    "v1-error-plain-text",
+    AREA,
+    "V1 errors are plain text, not JSON",
+    ["test_v1_unknown_model_is_a_404_json_error", BAD],
+)
 ERROR_NOT_STRING = switch(
-    "v1-error-not-a-string", AREA, "V1 errors are {\"message\": ...} without \"error\"",
-    ["test_v1_unknown_model_is_a_404_json_error", BAD])
+    "v1-error-not-a-string",
+    AREA,
+    'V1 errors are {"message": ...} without "error"',
+    ["test_v1_unknown_model_is_a_404_json_error", BAD],
+)
 BATCH_IGNORED = switch(
-    "v1-batch-ignored", AREA, "predict answers only the first instance",
-    ["test_v1_predict_returns_one_prediction_per_instance", "test_v1_predict_accepts_inputs"])
+    "v1-batch-ignored",
+    AREA,
+    "predict answers only the first instance",
+    ["test_v1_predict_returns_one_prediction_per_instance", "test_v1_predict_accepts_inputs"],
+)
 INPUTS_REJECTED = switch(
-    "v1-inputs-500", AREA, "the documented {\"inputs\": [...]} form is a KeyError 500",
-    ["test_v1_predict_accepts_inputs"])
+    "v1-inputs-500",
+    AREA,
+    'the documented {"inputs": [...]} form is a KeyError 500',
+    ["test_v1_predict_accepts_inputs"],
+)
 NOT_PREDICTIONS = switch(
-    "v1-outputs-not-predictions", AREA, "predict answers {\"outputs\"} instead of "
-    "{\"predictions\"}", ["test_v1_predict_returns_one_prediction_per_instance"])
+    "v1-outputs-not-predictions",
+    AREA,
+    'predict answers {"outputs"} instead of {"predictions"}',
+    ["test_v1_predict_returns_one_prediction_per_instance"],
+)
 CLASS_NEGATIVE = switch(
-    "v1-class-id-negative", AREA, "text-classification predicts class id -1",
-    [f"{MEANING}[*text-classification*]"])
+    "v1-class-id-negative",
+    AREA,
+    "text-classification predicts class id -1",
+    [f"{MEANING}[*text-classification*]"],
+)
 CLASS_AS_LIST = switch(
-    "v1-class-ids-per-token", AREA, "text-classification predicts several ids per instance",
-    [f"{MEANING}[*text-classification*]"])
+    "v1-class-ids-per-token",
+    AREA,
+    "text-classification predicts several ids per instance",
+    [f"{MEANING}[*text-classification*]"],
+)
 TOKENS_SHORT = switch(
-    "v1-token-labels-short", AREA, "token-classification predicts one label per sentence",
-    [f"{MEANING}[*token-classification*]"])
+    "v1-token-labels-short",
+    AREA,
+    "token-classification predicts one label per sentence",
+    [f"{MEANING}[*token-classification*]"],
+)
 TOKEN_LABEL_STRINGS = switch(
-    "v1-token-labels-strings", AREA, "token-classification predicts label names, not ids",
-    [f"{MEANING}[*token-classification*]"])
+    "v1-token-labels-strings",
+    AREA,
+    "token-classification predicts label names, not ids",
+    [f"{MEANING}[*token-classification*]"],
+)
 FILL_MASK_ECHO = switch(
-    "v1-fill-mask-returns-mask", AREA, "fill-mask predicts the mask token itself",
-    [f"{MEANING}[*fill-mask*]"])
+    "v1-fill-mask-returns-mask",
+    AREA,
+    "fill-mask predicts the mask token itself",
+    [f"{MEANING}[*fill-mask*]"],
+)
 EMBEDDING_NOT_UNIT = switch(
-    "v1-embedding-not-unit", AREA, "embeddings are not L2-normalised",
-    [f"{MEANING}[*feature-extraction*]"])
+    "v1-embedding-not-unit",
+    AREA,
+    "embeddings are not L2-normalised",
+    [f"{MEANING}[*feature-extraction*]"],
+)
 MALFORMED_500 = switch(
-    "v1-malformed-json-500", AREA, "malformed JSON answers 500",
-    [f"{BAD}[*malformed-json*]"])
+    "v1-malformed-json-500", AREA, "malformed JSON answers 500", [f"{BAD}[*malformed-json*]"]
+)
 CONTENT_TYPE_500 = switch(
-    "v1-non-json-content-type-500", AREA,
+    "v1-non-json-content-type-500",
+    AREA,
     "a non-JSON content type hands the raw body to the model: 500",
-    [f"{BAD}[*non-json-content-type*]"])
+    [f"{BAD}[*non-json-content-type*]"],
+)
 MISSING_INSTANCES_500 = switch(
-    "v1-missing-instances-500", AREA, "a body without instances is a KeyError 500",
-    [f"{BAD}[*missing-instances*]"])
+    "v1-missing-instances-500",
+    AREA,
+    "a body without instances is a KeyError 500",
+    [f"{BAD}[*missing-instances*]"],
+)
 UNREADY_AFTER_BAD = switch(
-    "v1-bad-request-breaks-readiness", AREA,
-    "after a refused predict the model reports not ready once", [BAD])
+    "v1-bad-request-breaks-readiness",
+    AREA,
+    "after a refused predict the model reports not ready once",
+    [BAD],
+)
 GENERATIVE_500 = switch(
-    "v1-generative-model-500", AREA, "predict on a generative model crashes with 500",
-    ["test_v1_generative_model_predict_is_answered_or_refused"])
+    "v1-generative-model-500",
+    AREA,
+    "predict on a generative model crashes with 500",
+    ["test_v1_generative_model_predict_is_answered_or_refused"],
+)
 
-ENCODER_TASKS = ("text-classification", "token-classification", "fill-mask",
-                 "feature-extraction")
+ENCODER_TASKS = ("text-classification", "token-classification", "fill-mask", "feature-extraction")
 #: one not-ready answer owed after a refused request (UNREADY_AFTER_BAD)
 _unready_once: list[bool] = [False]
 
@@ -118,8 +179,9 @@ def _error(status: int, message: str) -> Response:
 def _find(name: str) -> models.Model:
     model = models.MODELS.get(name)
     if model is None:
-        raise _Refused(500 if BOARD.on(UNKNOWN_500) else 404,
-                       f"Model with name {name} does not exist.")
+        raise _Refused(
+            500 if BOARD.on(UNKNOWN_500) else 404, f"Model with name {name} does not exist."
+        )
     return model
 
 
@@ -164,26 +226,35 @@ def _predict_one(task: str, text: str) -> Any:
 
 
 async def predict(request: Request) -> Response:
-    model = _find(request.path_params["model"])
+    name = request.path_params["model"]
+    if name not in models.MODELS and BOARD.on(UNKNOWN_PREDICT_400):
+        raise _Refused(400, f"Model with name {name} cannot predict.")
+    model = _find(name)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     raw = await request.body()
     if ctype not in JSON_TYPES:
-        raise _Refused(500 if BOARD.on(CONTENT_TYPE_500) else 415,
-                       f"content type {ctype!r} is not JSON")
+        raise _Refused(
+            500 if BOARD.on(CONTENT_TYPE_500) else 415, f"content type {ctype!r} is not JSON"
+        )
     try:
         body = json.loads(raw)
     except ValueError as exc:
-        raise _Refused(500 if BOARD.on(MALFORMED_500) else 400,
-                       f"Unrecognized request format: {exc}") from None
+        raise _Refused(
+            500 if BOARD.on(MALFORMED_500) else 400, f"Unrecognized request format: {exc}"
+        ) from None
     if model.task not in ENCODER_TASKS:
-        raise _Refused(500 if BOARD.on(GENERATIVE_500) else 400,
-                       f"Model {model.name} does not support the V1 predict method.")
+        raise _Refused(
+            500 if BOARD.on(GENERATIVE_500) else 400,
+            f"Model {model.name} does not support the V1 predict method.",
+        )
     if isinstance(body, dict) and "inputs" in body and BOARD.on(INPUTS_REJECTED):
         raise _Refused(500, "KeyError : 'instances'")
     texts = body.get("instances", body.get("inputs")) if isinstance(body, dict) else None
     if texts is None:
-        raise _Refused(500 if BOARD.on(MISSING_INSTANCES_500) else 400,
-                       "the body has neither \"instances\" nor \"inputs\"")
+        raise _Refused(
+            500 if BOARD.on(MISSING_INSTANCES_500) else 400,
+            'the body has neither "instances" nor "inputs"',
+        )
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
         raise _Refused(400, "instances must be a list of strings")
     if BOARD.on(BATCH_IGNORED):
@@ -199,6 +270,7 @@ def _guard(handler):
             return await handler(request)
         except _Refused as exc:
             return _error(exc.status, str(exc))
+
     return wrapped
 
 

@@ -1,0 +1,248 @@
+"""Proof that the KServe V1 and OpenAI checks can fail.
+
+One deviation server process serves the whole module. With no switch on, the V1 + OpenAI suite
+passes against it; then each V1 and OpenAI switch is turned on in turn (at run time, through
+the control endpoint) and the checks it names are run: at least one must fail. The kill rate
+(switches caught / switches) is printed and must be at least 95 %. The suite also runs with
+``--openai-base /v1`` against the OpenAI routes mounted there.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+
+from tests.deviation_server import app as deviation_app
+from tests.deviation_server import openai as openai_routes
+from tests.deviation_server.switches import Switch, switches_of
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFORMANCE = ROOT / "conformance"
+SUITE = sorted(
+    str(p)
+    for p in [
+        CONFORMANCE / "test_v1_protocol.py",
+        CONFORMANCE / "test_health.py",
+        *CONFORMANCE.glob("test_openai_*.py"),
+    ]
+)
+FEATURES = "openai-chat,openai-stream,openai-stream-usage,openai-embeddings"
+KILL_RATE_GOAL = 0.95
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(url: str, proc: subprocess.Popen | None = None, deadline: float = 20.0) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"deviation server exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {deadline} s")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """One deviation server process for the module; switches are flipped at run time."""
+    http, grpc = _free_port(), _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.deviation_server",
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{http}"
+    try:
+        _wait(url + deviation_app.CONTROL_PATH, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _set(url: str, names: list[str]) -> None:
+    reply = httpx.put(url + deviation_app.CONTROL_PATH, json={"on": names}, timeout=5.0)
+    assert reply.status_code == 200, reply.text
+
+
+class _Outcomes:
+    """Collects what a nested pytest run did, per check (name with parameter ids)."""
+
+    def __init__(self) -> None:
+        self.failed: set[str] = set()
+        self.passed: set[str] = set()
+        self.skipped: set[str] = set()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        name = report.nodeid.split("::")[-1]
+        if report.failed:
+            self.failed.add(name)
+        elif report.skipped:
+            self.skipped.add(name)
+        elif report.when == "call":
+            self.passed.add(name)
+
+
+def _run(tmp: Path, url: str, files: list[str], *args: str) -> _Outcomes:
+    """Run conformance checks in this process (about 0.4 s a run: no new interpreter, no
+    assertion rewriting, no Hypothesis plugin; the conformance modules stay imported)."""
+    empty = tmp / "no-deviations.yaml"
+    empty.write_text("deviations: []\n")
+    outcomes = _Outcomes()
+    pytest.main(
+        [
+            *files,
+            "-qq",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:hypothesispytest",
+            "--assert=plain",
+            f"--target={url}",
+            f"--reports-dir={tmp / 'reports'}",
+            f"--deviations={empty}",
+            *args,
+        ],
+        plugins=[outcomes],
+    )
+    return outcomes
+
+
+def _catches(check: str, failed: set[str]) -> bool:
+    name, _, pattern = check.partition("[")
+    for test in failed:
+        base, _, params = test.partition("[")
+        if base == name and (
+            not pattern or fnmatch.fnmatchcase(params.rstrip("]"), pattern.rstrip("]"))
+        ):
+            return True
+    return False
+
+
+def _modules_of(functions: tuple[str, ...]) -> list[str]:
+    """The suite files that define these check functions (fewer files, faster collection)."""
+    found = []
+    for path in SUITE:
+        module = importlib.import_module(f"conformance.{Path(path).stem}")
+        if any(hasattr(module, f) for f in functions):
+            found.append(path)
+    return found
+
+
+def test_v1_openai_suite_passes_with_no_switch_on(tmp_path: Path, server: str) -> None:
+    _set(server, [])
+    outcomes = _run(tmp_path, server, SUITE, f"--features={FEATURES}")
+    assert not outcomes.failed, sorted(outcomes.failed)
+    assert len(outcomes.passed) >= 120
+    # only the gRPC health check lacks what it needs (no --grpc-target): nothing else skipped
+    assert len(outcomes.skipped) <= 1, sorted(outcomes.skipped)
+
+
+def test_every_v1_openai_switch_makes_its_check_fail(tmp_path: Path, server: str) -> None:
+    deviation_app.load_all()
+    switches: list[Switch] = switches_of("v1") + switches_of("openai")
+    assert len(switches) >= 60
+    missed: list[str] = []
+    started = time.monotonic()
+    try:
+        for sw in switches:
+            _set(server, [sw.name])
+            failed = _run(
+                tmp_path,
+                server,
+                _modules_of(sw.check_functions),
+                f"--features={FEATURES}",
+                "-x",
+                "-k",
+                " or ".join(sw.check_functions),
+            ).failed
+            if not any(_catches(check, failed) for check in sw.checks):
+                missed.append(f"{sw.name}: {sw.description} (failed: {sorted(failed) or 'none'})")
+    finally:
+        _set(server, [])
+    caught = len(switches) - len(missed)
+    rate = caught / len(switches)
+    print(
+        f"\nV1 + OpenAI kill rate: {caught}/{len(switches)} switches = {rate:.1%} "
+        f"({time.monotonic() - started:.1f} s)"
+    )
+    for line in missed:
+        print(f"  not caught: {line}")
+    assert rate >= KILL_RATE_GOAL, "\n".join(missed)
+
+
+def test_openai_checks_follow_the_openai_base_option(tmp_path: Path) -> None:
+    """--openai-base /v1 aims the OpenAI checks at /v1 (a server without KServe's prefix)."""
+    port = _free_port()
+    config = uvicorn.Config(
+        Starlette(routes=openai_routes.routes("/v1")),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+    )
+    web = uvicorn.Server(config)
+    thread = threading.Thread(target=web.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(url + "/v1/models")
+        outcomes = _run(
+            tmp_path,
+            url,
+            [
+                str(CONFORMANCE / "test_openai_models.py"),
+                str(CONFORMANCE / "test_openai_completions.py"),
+            ],
+            "--openai-base=/v1",
+        )
+    finally:
+        web.should_exit = True
+        thread.join(timeout=10)
+    assert not outcomes.failed, sorted(outcomes.failed)
+    assert len(outcomes.passed) >= 20
+
+
+def test_v1_openai_checks_are_unsupported_on_a_v2_only_server(tmp_path: Path, tiny_server):
+    """A server without V1 and OpenAI routes (like MLServer) gets every V1 and OpenAI check
+    reported as unsupported: none failed, none silently skipped."""
+    url = tiny_server.target.http_url
+    mine = [p for p in SUITE if not p.endswith("test_health.py")]
+    outcomes = _run(tmp_path, url, mine)
+    assert not outcomes.failed, sorted(outcomes.failed)
+    report = json.loads(next((tmp_path / "reports").glob("conformance-*.json")).read_text())
+    kinds = {case["outcome"] for case in report["cases"]}
+    assert kinds == {"unsupported"}, kinds
+    assert report["counts"]["unsupported"] == len(report["cases"]) >= 100
