@@ -18,18 +18,19 @@ BACKENDS = ("local", "testcontainers", "kind")
 
 def prepare_fixtures_env(state_dir: Path, log: Callable[[str], None] = print) -> Path:
     """The interpreter that builds the fixture models (torch, transformers), made on first use."""
-    return ensure_env(state_dir, "fixtures", FIXTURES_REQUIREMENTS, log=log)
+    return ensure_env(Path(state_dir).resolve(), "fixtures", FIXTURES_REQUIREMENTS, log=log)
 
 
 def prepare_fixtures(state_dir: Path, log: Callable[[str], None] = print) -> FixtureSet:
     """The tiny fixture models, built (once per content key) in their own env."""
+    state_dir = Path(state_dir).resolve()
     return build_fixtures(state_dir, prepare_fixtures_env(state_dir, log), log=log)
 
 
 def prepare_env(runtime_name: str, state_dir: Path, log: Callable[[str], None] = print) -> Path:
     """The interpreter of the runtime's own env, created on first use."""
     runtime = get_runtime(runtime_name)
-    return ensure_env(state_dir, runtime.name, runtime.requirements_file(), log=log)
+    return ensure_env(Path(state_dir).resolve(), runtime.name, runtime.requirements_file(), log=log)
 
 
 def start_reference(
@@ -52,6 +53,8 @@ def start_reference(
     built, so a machine without it fails at once with one line naming the reason.
     """
     runtime = get_runtime(runtime_name)
+    # servers run in their own working directory: every path they are given must be absolute
+    state_dir, logs_dir = Path(state_dir).resolve(), Path(logs_dir).resolve()
     if backend not in BACKENDS:
         raise ServegateError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     options = dict(options or {})

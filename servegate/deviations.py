@@ -35,10 +35,13 @@ class Deviation:
 
     def matches(self, test_name: str, implementation: str) -> bool:
         base = test_name.split("[", 1)[0]
-        if not (fnmatch.fnmatchcase(test_name, self.check) or fnmatch.fnmatchcase(base, self.check)):
+        if not (
+            fnmatch.fnmatchcase(test_name, self.check) or fnmatch.fnmatchcase(base, self.check)
+        ):
             return False
         impl = implementation.lower()
-        if not re.search(rf"(?<![\w-]){re.escape(self.implementation.lower())}(?![\w-])", impl):
+        # a whole word: "kserve" matches "servegate-kserve-huggingface", not "kserver"
+        if not re.search(rf"(?<![^\W_]){re.escape(self.implementation.lower())}(?![^\W_])", impl):
             return False
         if not self.versions:
             return True
@@ -69,32 +72,38 @@ def load_deviations(paths: list[Path]) -> list[Deviation]:
             raise ServegateError(f"deviations file {path}: {exc}") from None
         entries = (data or {}).get("deviations", []) if isinstance(data, dict) else None
         if not isinstance(entries, list):
-            raise ServegateError(f"deviations file {path}: expected a mapping with a "
-                                 "'deviations' list")
+            raise ServegateError(
+                f"deviations file {path}: expected a mapping with a 'deviations' list"
+            )
         for i, entry in enumerate(entries):
             missing = [k for k in REQUIRED if not isinstance(entry, dict) or not entry.get(k)]
             if missing:
-                raise ServegateError(f"deviations file {path}, entry {i + 1}: missing "
-                                     f"{', '.join(missing)}")
+                raise ServegateError(
+                    f"deviations file {path}, entry {i + 1}: missing {', '.join(missing)}"
+                )
             versions = str(entry.get("versions", "") or "")
             try:
                 SpecifierSet(versions)
             except InvalidSpecifier:
-                raise ServegateError(f"deviations file {path}, entry {i + 1}: bad versions "
-                                     f"{versions!r}") from None
-            out.append(Deviation(
-                implementation=str(entry["implementation"]),
-                check=str(entry["check"]),
-                reference=str(entry["reference"]),
-                reason=str(entry["reason"]).strip(),
-                versions=versions,
-                source=f"{path.name}#{i + 1}",
-            ))
+                raise ServegateError(
+                    f"deviations file {path}, entry {i + 1}: bad versions {versions!r}"
+                ) from None
+            out.append(
+                Deviation(
+                    implementation=str(entry["implementation"]),
+                    check=str(entry["check"]),
+                    reference=str(entry["reference"]),
+                    reason=str(entry["reason"]).strip(),
+                    versions=versions,
+                    source=f"{path.name}#{i + 1}",
+                )
+            )
     return out
 
 
-def find_deviation(deviations: list[Deviation], test_name: str,
-                   implementation: str) -> Deviation | None:
+def find_deviation(
+    deviations: list[Deviation], test_name: str, implementation: str
+) -> Deviation | None:
     for deviation in deviations:
         if deviation.matches(test_name, implementation):
             return deviation

@@ -125,3 +125,25 @@ import time; time.sleep(60)
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(child)
+
+
+def test_a_relative_state_dir_works(tmp_path, monkeypatch):
+    """`servegate serve` and `pytest conformance/` default to the relative .servegate: the
+    server, started in its own working directory, must still find its interpreter and files."""
+    from servegate.reference_servers import manager
+
+    monkeypatch.chdir(tmp_path)
+    seen = {}
+
+    def fake_start_local(runtime, spec, fixtures, python, *, state_dir, logs_dir, **kw):
+        seen.update(state_dir=state_dir, logs_dir=logs_dir)
+        raise ServegateError("stop here")
+
+    monkeypatch.setattr(manager, "prepare_fixtures", lambda state_dir, log: None)
+    monkeypatch.setattr(manager, "prepare_env", lambda name, state_dir, log: Path("python"))
+    monkeypatch.setattr("servegate.reference_servers.local.start_local", fake_start_local)
+    with pytest.raises(ServegateError, match="stop here"):
+        manager.start_reference("mlserver", state_dir=Path(".servegate"), logs_dir=Path("logs"),
+                                log=lambda line: None)
+    assert seen["state_dir"] == tmp_path.resolve() / ".servegate"
+    assert seen["logs_dir"].is_absolute()

@@ -233,5 +233,16 @@ def check_id(nodeid: str, params: dict[str, Any]) -> str:
     """A check's id that is the same on every target: the node id without the target
     parameter, the other parameters spelt name=value."""
     base = nodeid.split("[", 1)[0]
-    rest = [f"{k}={v}" for k, v in params.items() if k != "target"]
+    rest = [f"{k}={_short(v)}" for k, v in params.items() if k != "target"]
     return base + (f"[{','.join(rest)}]" if rest else "")
+
+
+#: longest parameter value an id spells out (a bad-input case may carry megabytes)
+PARAM_LIMIT = 80
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > PARAM_LIMIT:
+        return text[:PARAM_LIMIT] + f"...<{len(text)} chars>"
+    return text
