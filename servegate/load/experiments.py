@@ -430,6 +430,20 @@ def quantization(
                 f"quant-{server}-{dtype}",
                 ["--model", CLASSIFIER, "--task", "text-classification", "--dialect", dialect],
             )
+        except ServegateError as exc:
+            # a configuration that cannot serve is a result too, not the end of the experiment
+            settings.log(f"quantization: dtype={dtype} failed: {str(exc)[:300]}")
+            points.append(
+                {
+                    "dtype": dtype,
+                    "users": users,
+                    "failed": " ".join(str(exc).split())[:400],
+                    "requests_per_s": None,
+                    "valid": False,
+                    "validity_flags": [],
+                }
+            )
+            continue
         finally:
             running.stop()
         p = point(doc, dtype=dtype, users=users)
@@ -447,7 +461,7 @@ def quantization(
         points.append(p)
     base = points[0]["requests_per_s"]
     for p in points:
-        p["speedup"] = p["requests_per_s"] / base if base else None
+        p["speedup"] = p["requests_per_s"] / base if base and p["requests_per_s"] else None
     doc = _document("quantization", server, points, {}, settings)
     doc["left_out"] = {
         "float16": "CPU only here: float16 matmuls on CPU are emulated; run with --device cuda",
@@ -507,7 +521,7 @@ def _write(settings: Settings, doc: dict[str, Any], x_key: str, series_key: str)
                 if metric == "requests_per_s" and "instances_per_s" in rows[0]
                 else metric
             )
-            series[metric][label] = ([r[x_key] for r in rows], [r[ys_key] for r in rows])
+            series[metric][label] = ([r[x_key] for r in rows], [r.get(ys_key) for r in rows])
     if doc["experiment"] == "batching" and doc["server"] == "mlserver":
         # one line per (time, users) reads better than one per time only
         series = {m: {} for m in ("requests_per_s", "p99_ms")}
@@ -516,7 +530,7 @@ def _write(settings: Settings, doc: dict[str, Any], x_key: str, series_key: str)
             for m in series:
                 xs, ys = series[m].setdefault(label, ([], []))
                 xs.append(p["max_batch_size"])
-                ys.append(p[m])
+                ys.append(p.get(m))
     y_label = {"requests_per_s": "throughput (req/s)", "p99_ms": "p99 latency (ms)"}
     if doc["server"] == "kserve" and doc["experiment"] == "batching":
         y_label["requests_per_s"] = "instances/s"
@@ -531,7 +545,9 @@ def _write(settings: Settings, doc: dict[str, Any], x_key: str, series_key: str)
 
 def experiment_markdown(doc: Mapping[str, Any]) -> str:
     points = doc["points"]
-    keys = [k for k in points[0] if k not in ("validity_flags", "requests")] if points else []
+    keys: list[str] = []
+    for p in points:
+        keys += [k for k in p if k not in ("validity_flags", "requests") and k not in keys]
     rows = [
         [p.get(k) if not isinstance(p.get(k), float) else round(p[k], 3) for k in keys]
         for p in points
