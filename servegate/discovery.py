@@ -50,6 +50,28 @@ def _lists_versions(v2: V2RestClient, models: set[str]) -> bool:
     return False
 
 
+#: OpenAI route -> the feature its presence announces; streaming is part of the completions API
+_OPENAI_ROUTES = {
+    "completions": ("openai-stream",),
+    "chat/completions": ("openai-chat",),
+    "embeddings": ("openai-embeddings",),
+}
+
+
+def _openai_routes(oai: OpenAIClient) -> set[str]:
+    """Which OpenAI routes exist: an empty body gets a 4xx from a route that exists (it lacks
+    `model`) and 404 or 405 from one that does not."""
+    found: set[str] = set()
+    for route, route_features in _OPENAI_ROUTES.items():
+        try:
+            reply = oai.http.post(f"{oai.api_base}/{route}", json={})
+        except Unreachable:
+            continue
+        if reply.status not in (404, 405) and reply.status < 500:
+            found.update(route_features)
+    return found
+
+
 def task_from_name(model: str) -> str | None:
     """The task a model name ends with (``tiny-fill-mask`` -> ``fill-mask``), if any."""
     for task in sorted(TASKS, key=len, reverse=True):
@@ -99,6 +121,7 @@ def discover(target: Target, declared_tasks: dict[str, str] | None = None) -> Ta
         if isinstance(cards, dict) and isinstance(cards.get("data"), list):
             features.add("openai")
             names.update(str(c["id"]) for c in cards["data"] if isinstance(c, dict) and "id" in c)
+            features |= _openai_routes(oai)
         if "v2-rest" not in features and "v1" not in features and "openai" not in features:
             raise BadTarget(
                 f"target {target.http_url} answers (GET /v2/health/live: {live.status}) but "

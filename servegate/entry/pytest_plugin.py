@@ -287,6 +287,15 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
             server.stop()
 
 
+def required_features(item: pytest.Item) -> tuple[str, ...]:
+    """Every feature a check needs: the union of its ``features`` markers (module, class,
+    function and parameter alike), in the order first named."""
+    names: dict[str, None] = {}
+    for marker in item.iter_markers("features"):
+        names.update(dict.fromkeys(marker.args))
+    return tuple(names)
+
+
 def effective_features(config: pytest.Config, target: Target) -> frozenset[str]:
     opts = config.stash[STATE].options
     return (target.features | opts.extra_features) - opts.exempt_features
@@ -295,12 +304,12 @@ def effective_features(config: pytest.Config, target: Target) -> frozenset[str]:
 @pytest.fixture(autouse=True)
 def _servegate_features(request: pytest.FixtureRequest) -> None:
     """Turn a check whose features the target lacks into an *unsupported* result."""
-    marker = request.node.get_closest_marker("features")
-    if marker is None or "target" not in request.fixturenames:
+    needed = required_features(request.node)
+    if not needed or "target" not in request.fixturenames:
         return
     target: Target = request.getfixturevalue("target")
     have = effective_features(request.config, target)
-    missing = [f for f in marker.args if f not in have]
+    missing = [f for f in needed if f not in have]
     if missing:
         pytest.skip(unsupported_reason(target.name, missing))
 
@@ -355,7 +364,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     if report.when == "call" and isinstance(target, Target):
         _apply_deviation(report, state, item.name, target)
     if report.when == "call" or (report.when == "setup" and not report.passed):
-        marker = item.get_closest_marker("features")
+        needed = required_features(item)
         rule = item.get_closest_marker("rule")
         state.results.append(
             (
@@ -364,7 +373,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
                     report,
                     check=check_id(item.nodeid, callspec.params),
                     task=callspec.params.get("task"),
-                    features=tuple(marker.args) if marker else (),
+                    features=needed,
                     rule=(
                         rule.args[0] if rule else (item.obj.__doc__ or "").strip().split("\n")[0]
                     )
