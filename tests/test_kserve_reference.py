@@ -227,7 +227,8 @@ def start(tmp_path_factory: pytest.TempPathFactory, python: Path, implementation
     from servegate.reference_servers.local import start_local
 
     state = tmp_path_factory.mktemp(f"kserve-{implementation}")
-    fixtures = build_fixtures(state, python, log=lambda line: None)
+    # the fixtures env builds the models, as the suite does (a server env may lack pillow)
+    fixtures = build_fixtures(state, project_python("fixtures"), log=lambda line: None)
     started = time.monotonic()
     running = start_local(
         ks.RUNTIME,

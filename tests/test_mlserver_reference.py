@@ -215,7 +215,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
 
     python = project_python("mlserver")
     state = tmp_path_factory.mktemp("mlserver-state")
-    fixtures = build_fixtures(state, python, log=lambda line: None)
+    # the fixtures env builds the models, as the suite does (a server env may lack pillow)
+    fixtures = build_fixtures(state, project_python("fixtures"), log=lambda line: None)
     started = time.monotonic()
     running = start_local(
         mls.RUNTIME,
