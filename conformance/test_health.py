@@ -28,8 +28,11 @@ def test_every_model_is_ready(target: Target, v2: V2RestClient) -> None:
     """GET /v2/models/{m}/ready answers 200 for every model the server lists."""
     expect(target.models, "the server serves at least one model", "no model discovered")
     for model in target.models:
-        expect_status(v2.model_ready(model), 200,
-                      f"GET /v2/models/{model}/ready returns 200 for a loaded model")
+        expect_status(
+            v2.model_ready(model),
+            200,
+            f"GET /v2/models/{model}/ready returns 200 for a loaded model",
+        )
 
 
 @pytest.mark.features("v2-grpc")
@@ -49,5 +52,6 @@ def test_v1_every_model_is_ready(target: Target, v1: V1Client) -> None:
         rule = f"GET /v1/models/{model} returns 200 with ready true"
         expect_status(reply, 200, rule)
         body = reply.json()
-        expect(body.get("name") == model and body.get("ready") is True, rule,
-               f"body {body!r}", reply)
+        expect(
+            body.get("name") == model and body.get("ready") is True, rule, f"body {body!r}", reply
+        )

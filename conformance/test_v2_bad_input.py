@@ -38,11 +38,16 @@ OVERSIZE = 20 * 1024 * 1024
 DEPTH = 100_000
 
 
-def _tensor(datatype: str = "FP32", shape: Any = (2,), data: Any = (1.0, 2.0),
-            **extra: Any) -> dict[str, Any]:
-    return {"name": "x", "datatype": datatype, "shape": list(shape) if isinstance(
-        shape, tuple) else shape, "data": list(data) if isinstance(data, tuple) else data,
-        **extra}
+def _tensor(
+    datatype: str = "FP32", shape: Any = (2,), data: Any = (1.0, 2.0), **extra: Any
+) -> dict[str, Any]:
+    return {
+        "name": "x",
+        "datatype": datatype,
+        "shape": list(shape) if isinstance(shape, tuple) else shape,
+        "data": list(data) if isinstance(data, tuple) else data,
+        **extra,
+    }
 
 
 def _body(*tensors: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -78,8 +83,9 @@ REST_CASES = [
     RestCase("body-is-a-json-array", json=[_tensor()]),
     RestCase("body-is-a-json-string", json="infer"),
     RestCase("empty-body", content=b""),
-    RestCase("wrong-content-type", content=b"<inputs><x>1</x></inputs>",
-             content_type="application/xml"),
+    RestCase(
+        "wrong-content-type", content=b"<inputs><x>1</x></inputs>", content_type="application/xml"
+    ),
     RestCase("missing-inputs", json={"id": "no-inputs"}),
     RestCase("inputs-null", json={"inputs": None}),
     RestCase("inputs-not-a-list", json={"inputs": {"name": "x"}}),
@@ -111,14 +117,29 @@ REST_CASES = [
     RestCase("id-not-a-string", json=_body(id=42)),
     RestCase("parameters-not-an-object", json=_body(parameters=[1, 2])),
     RestCase("unknown-requested-output", json=_body(outputs=[{"name": "servegate-no-such"}])),
-    RestCase("non-utf8", content=b'{"inputs": [{"name": "x", "datatype": "BYTES", '
-             b'"shape": [1], "data": ["\xff\xfe\xfd"]}]}'),
-    RestCase("deep-nesting", content=(
-        b'{"inputs": [{"name": "x", "datatype": "INT32", "shape": [1], "data": '
-        + b"[" * DEPTH + b"1" + b"]" * DEPTH + b"}]}")),
-    RestCase("body-over-limit", content=(
-        b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": ["'
-        + b"9" * OVERSIZE + b'"]}]}')),
+    RestCase(
+        "non-utf8",
+        content=b'{"inputs": [{"name": "x", "datatype": "BYTES", '
+        b'"shape": [1], "data": ["\xff\xfe\xfd"]}]}',
+    ),
+    RestCase(
+        "deep-nesting",
+        content=(
+            b'{"inputs": [{"name": "x", "datatype": "INT32", "shape": [1], "data": '
+            + b"[" * DEPTH
+            + b"1"
+            + b"]" * DEPTH
+            + b"}]}"
+        ),
+    ),
+    RestCase(
+        "body-over-limit",
+        content=(
+            b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": ["'
+            + b"9" * OVERSIZE
+            + b'"]}]}'
+        ),
+    ),
     RestCase("unknown-model", json=_body(), model=UNKNOWN),
     RestCase("unknown-model-metadata", model=UNKNOWN, metadata=True),
     RestCase("unknown-version", json=_body(), version=UNKNOWN_VERSION),
@@ -142,15 +163,20 @@ def _send_rest(v2: V2RestClient, case: RestCase, model: str) -> Reply:
     if case.metadata:
         return v2.model_metadata(name, case.version)
     if case.content is not None:
-        return v2.infer(name, content=case.content, version=case.version,
-                        headers={"content-type": case.content_type})
+        return v2.infer(
+            name,
+            content=case.content,
+            version=case.version,
+            headers={"content-type": case.content_type},
+        )
     return v2.infer(name, case.json, version=case.version)
 
 
 @pytest.mark.features("v2-rest")
 @pytest.mark.parametrize("case", REST_CASES, ids=[c.id for c in REST_CASES])
-def test_bad_rest_request_is_a_4xx_json_error(v2: V2RestClient, probe_model: ModelInfo,
-                                              case: RestCase) -> None:
+def test_bad_rest_request_is_a_4xx_json_error(
+    v2: V2RestClient, probe_model: ModelInfo, case: RestCase
+) -> None:
     """A bad request gets a 4xx status and the body {"error": "<message>"} (no 5xx), and the
     server is still ready afterwards."""
     reply = _send_rest(v2, case, probe_model.name)
@@ -159,8 +185,12 @@ def test_bad_rest_request_is_a_4xx_json_error(v2: V2RestClient, probe_model: Mod
     expect(400 <= reply.status < 500, rule, f"status {reply.status}", reply)
     expect_model(ErrorResponse, reply.json(), rule, reply)
     ready = v2.ready()
-    expect(ready.status == 200, f"the server is still ready after a bad request ({case.id})",
-           f"GET /v2/health/ready answers {ready.status}", ready)
+    expect(
+        ready.status == 200,
+        f"the server is still ready after a bad request ({case.id})",
+        f"GET /v2/health/ready answers {ready.status}",
+        ready,
+    )
 
 
 GRPC_REFUSED = (grpc.StatusCode.INVALID_ARGUMENT,)
@@ -178,14 +208,17 @@ class GrpcCase:
         return self.id
 
 
-def _req(model: str, *rows: tuple[str, str, list[int], list[Any]], raw: bool = False,
-         version: str = "") -> pb.ModelInferRequest:
-    return build_request(model, list(rows) or [("x", "FP32", [2], [1.0, 2.0])], raw=raw,
-                         version=version)
+def _req(
+    model: str, *rows: tuple[str, str, list[int], list[Any]], raw: bool = False, version: str = ""
+) -> pb.ModelInferRequest:
+    return build_request(
+        model, list(rows) or [("x", "FP32", [2], [1.0, 2.0])], raw=raw, version=version
+    )
 
 
-def _typed(model: str, datatype: str, shape: list[int], field_name: str,
-           values: list[Any]) -> pb.ModelInferRequest:
+def _typed(
+    model: str, datatype: str, shape: list[int], field_name: str, values: list[Any]
+) -> pb.ModelInferRequest:
     request = pb.ModelInferRequest(model_name=model)
     tensor = request.inputs.add(name="x", datatype=datatype, shape=shape)
     getattr(tensor.contents, field_name).extend(values)
@@ -213,53 +246,71 @@ def _raw_count_mismatch(model: str) -> pb.ModelInferRequest:
 
 GRPC_CASES = [
     GrpcCase("unknown-model", lambda m: _req(UNKNOWN), GRPC_NOT_FOUND),
-    GrpcCase("unknown-model-metadata", lambda m: pb.ModelMetadataRequest(name=UNKNOWN),
-             GRPC_NOT_FOUND, rpc="ModelMetadata"),
+    GrpcCase(
+        "unknown-model-metadata",
+        lambda m: pb.ModelMetadataRequest(name=UNKNOWN),
+        GRPC_NOT_FOUND,
+        rpc="ModelMetadata",
+    ),
     GrpcCase("unknown-version", lambda m: _req(m, version=UNKNOWN_VERSION), GRPC_NOT_FOUND),
-    GrpcCase("unknown-version-metadata",
-             lambda m: pb.ModelMetadataRequest(name=m, version=UNKNOWN_VERSION), GRPC_NOT_FOUND,
-             rpc="ModelMetadata"),
-    GrpcCase("empty-model-name", lambda m: _req(""),
-             (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)),
+    GrpcCase(
+        "unknown-version-metadata",
+        lambda m: pb.ModelMetadataRequest(name=m, version=UNKNOWN_VERSION),
+        GRPC_NOT_FOUND,
+        rpc="ModelMetadata",
+    ),
+    GrpcCase(
+        "empty-model-name",
+        lambda m: _req(""),
+        (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT),
+    ),
     GrpcCase("no-inputs", lambda m: pb.ModelInferRequest(model_name=m)),
-    GrpcCase("unknown-datatype", lambda m: _typed(m, "FLOAT32", [2], "fp32_contents",
-                                                  [1.0, 2.0])),
+    GrpcCase("unknown-datatype", lambda m: _typed(m, "FLOAT32", [2], "fp32_contents", [1.0, 2.0])),
     GrpcCase("empty-datatype", lambda m: _typed(m, "", [2], "fp32_contents", [1.0, 2.0])),
-    GrpcCase("typed-short-of-shape", lambda m: _typed(m, "FP32", [3], "fp32_contents",
-                                                      [1.0, 2.0])),
+    GrpcCase("typed-short-of-shape", lambda m: _typed(m, "FP32", [3], "fp32_contents", [1.0, 2.0])),
     GrpcCase("typed-beyond-shape", lambda m: _typed(m, "INT64", [1], "int64_contents", [1, 2])),
-    GrpcCase("contents-in-wrong-field", lambda m: _typed(m, "FP32", [2], "int_contents",
-                                                         [1, 2])),
+    GrpcCase("contents-in-wrong-field", lambda m: _typed(m, "FP32", [2], "int_contents", [1, 2])),
     GrpcCase("uint8-overflow", lambda m: _typed(m, "UINT8", [2], "uint_contents", [255, 300])),
-    GrpcCase("negative-dimension", lambda m: _typed(m, "FP32", [-2], "fp32_contents",
-                                                    [1.0, 2.0])),
+    GrpcCase("negative-dimension", lambda m: _typed(m, "FP32", [-2], "fp32_contents", [1.0, 2.0])),
     GrpcCase("raw-short-of-shape", lambda m: _raw(m, "FP32", [4], encode_raw("FP32", [1.0]))),
     GrpcCase("raw-partial-element", lambda m: _raw(m, "INT32", [1], b"\x01\x00\x00")),
-    GrpcCase("raw-bytes-bad-length-prefix",
-             lambda m: _raw(m, "BYTES", [1], (100).to_bytes(4, "little") + b"abc")),
+    GrpcCase(
+        "raw-bytes-bad-length-prefix",
+        lambda m: _raw(m, "BYTES", [1], (100).to_bytes(4, "little") + b"abc"),
+    ),
     GrpcCase("raw-count-mismatch", _raw_count_mismatch),
     GrpcCase("raw-and-typed", _raw_and_typed),
-    GrpcCase("message-over-limit",
-             lambda m: _raw(m, "BYTES", [1], encode_raw("BYTES", [b"9" * (8 * 1024 * 1024)])),
-             (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INVALID_ARGUMENT)),
+    GrpcCase(
+        "message-over-limit",
+        lambda m: _raw(m, "BYTES", [1], encode_raw("BYTES", [b"9" * (8 * 1024 * 1024)])),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INVALID_ARGUMENT),
+    ),
 ]
 
 
 @pytest.mark.features("v2-grpc")
 @pytest.mark.parametrize("case", GRPC_CASES, ids=[c.id for c in GRPC_CASES])
-def test_bad_grpc_request_gets_the_right_status(v2_grpc: V2GrpcClient, probe_model: ModelInfo,
-                                                case: GrpcCase) -> None:
+def test_bad_grpc_request_gets_the_right_status(
+    v2_grpc: V2GrpcClient, probe_model: ModelInfo, case: GrpcCase
+) -> None:
     """A bad gRPC request ends with the status code naming the fault (NOT_FOUND,
     INVALID_ARGUMENT, RESOURCE_EXHAUSTED), never INTERNAL or UNKNOWN, and the server is still
     ready afterwards."""
     reply = v2_grpc.call(case.rpc, case.build(probe_model.name))
     wanted = " or ".join(c.name for c in case.codes)
-    expect(reply.code in case.codes, f"a bad gRPC request ({case.id}) ends with {wanted}",
-           f"status {reply.code.name}: {reply.details[:300]}", reply)
+    expect(
+        reply.code in case.codes,
+        f"a bad gRPC request ({case.id}) ends with {wanted}",
+        f"status {reply.code.name}: {reply.details[:300]}",
+        reply,
+    )
     ready = v2_grpc.ready()
-    expect(ready.ok and ready.message.ready,
-           f"the server is still ready after a bad gRPC request ({case.id})",
-           f"ServerReady: {ready.code.name} {ready.details}", ready)
+    expect(
+        ready.ok and ready.message.ready,
+        f"the server is still ready after a bad gRPC request ({case.id})",
+        f"ServerReady: {ready.code.name} {ready.details}",
+        ready,
+    )
 
 
 def test_bad_input_catalogue_is_large_enough() -> None:

@@ -25,30 +25,37 @@ BYTES = ["", "hello", "caf\u00e9"]
 def numeric(target: Target) -> ModelInfo:
     model = numeric_echo.numeric_model(target)
     if model is None:
-        pytest.skip(f"{UNSUPPORTED_PREFIX} {target.name} serves no {numeric_echo.TASK} model "
-                    f"(declare one with --model NAME={numeric_echo.TASK})")
+        pytest.skip(
+            f"{UNSUPPORTED_PREFIX} {target.name} serves no {numeric_echo.TASK} model "
+            f"(declare one with --model NAME={numeric_echo.TASK})"
+        )
     return model
 
 
 def _request(**extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"inputs": [tensor("int32", "INT32", [4], INT32),
-                                       tensor("fp32", "FP32", [4], FP32)]}
+    body: dict[str, Any] = {
+        "inputs": [tensor("int32", "INT32", [4], INT32), tensor("fp32", "FP32", [4], FP32)]
+    }
     body.update(extra)
     return body
 
 
 def _send(v2: V2RestClient, model: str, body: dict[str, Any], binary_inputs: list[str]) -> Reply:
     content, length = binary_tensor.encode_body(body, binary_inputs)
-    return v2.infer(model, content=content, headers={
-        binary_tensor.HEADER: str(length), "content-type": "application/octet-stream"})
+    return v2.infer(
+        model,
+        content=content,
+        headers={binary_tensor.HEADER: str(length), "content-type": "application/octet-stream"},
+    )
 
 
 def _parse(reply: Reply, rule: str) -> dict[str, dict[str, Any]]:
     """The response's outputs by name, binary parts decoded; a RuleViolation if malformed."""
     expect_status(reply, 200, rule)
     try:
-        body = binary_tensor.split_body(reply.content, reply.headers.get(binary_tensor.HEADER),
-                                        "outputs")
+        body = binary_tensor.split_body(
+            reply.content, reply.headers.get(binary_tensor.HEADER), "outputs"
+        )
     except binary_tensor.BinaryFormatError as exc:
         raise AssertionError(f"rule: {rule}\nproblem: {exc}\n{reply.describe()}") from None
     outputs = body.get("outputs")
@@ -70,13 +77,18 @@ def test_binary_inputs_are_read(v2: V2RestClient, numeric: ModelInfo) -> None:
     for name, sent in (("int32", INT32), ("fp32", FP32)):
         expect(name in outputs, rule, f"no output {name!r}", reply)
         got = flatten(outputs[name].get("data"))
-        expect(numeric_echo.same_values(name.upper(), sent, got), rule,
-               f"{name}: sent {sent}, model returned {got}", reply)
+        expect(
+            numeric_echo.same_values(name.upper(), sent, got),
+            rule,
+            f"{name}: sent {sent}, model returned {got}",
+            reply,
+        )
 
 
 @pytest.mark.features("v2-rest", "v2-binary-tensor")
-def test_binary_data_output_returns_every_output_binary(v2: V2RestClient,
-                                                        numeric: ModelInfo) -> None:
+def test_binary_data_output_returns_every_output_binary(
+    v2: V2RestClient, numeric: ModelInfo
+) -> None:
     """The request parameter binary_data_output: true returns every output as a binary part."""
     rule = "binary_data_output returns every output in binary"
     reply = v2.infer(numeric.name, _request(parameters={"binary_data_output": True}))
@@ -88,17 +100,23 @@ def test_binary_data_output_returns_every_output_binary(v2: V2RestClient,
 
 
 @pytest.mark.features("v2-rest", "v2-binary-tensor")
-def test_binary_data_on_one_output_returns_only_it_binary(v2: V2RestClient,
-                                                          numeric: ModelInfo) -> None:
+def test_binary_data_on_one_output_returns_only_it_binary(
+    v2: V2RestClient, numeric: ModelInfo
+) -> None:
     """The output parameter binary_data: true returns that output in binary and the others as
     JSON."""
     rule = "an output's binary_data parameter returns that output alone in binary"
-    body = _request(outputs=[{"name": "fp32", "parameters": {"binary_data": True}},
-                             {"name": "int32"}])
+    body = _request(
+        outputs=[{"name": "fp32", "parameters": {"binary_data": True}}, {"name": "int32"}]
+    )
     reply = v2.infer(numeric.name, body)
     outputs = _parse(reply, rule)
-    expect(_is_binary(outputs.get("fp32", {})) and not _is_binary(outputs.get("int32", {})),
-           rule, f"binary outputs: {[n for n, o in outputs.items() if _is_binary(o)]}", reply)
+    expect(
+        _is_binary(outputs.get("fp32", {})) and not _is_binary(outputs.get("int32", {})),
+        rule,
+        f"binary outputs: {[n for n, o in outputs.items() if _is_binary(o)]}",
+        reply,
+    )
     got = flatten(outputs["fp32"]["data"])
     expect(numeric_echo.same_values("FP32", FP32, got), rule, f"fp32 came back {got}", reply)
 
@@ -107,16 +125,17 @@ def test_binary_data_on_one_output_returns_only_it_binary(v2: V2RestClient,
 def test_binary_bytes_tensor_round_trips(v2: V2RestClient, numeric: ModelInfo) -> None:
     """BYTES elements travel as 4-byte little-endian lengths and their bytes, both ways."""
     rule = "a binary BYTES tensor round-trips exactly"
-    body = {"inputs": [tensor("bytes", "BYTES", [3], BYTES)],
-            "outputs": [{"name": "bytes", "parameters": {"binary_data": True}}]}
+    body = {
+        "inputs": [tensor("bytes", "BYTES", [3], BYTES)],
+        "outputs": [{"name": "bytes", "parameters": {"binary_data": True}}],
+    }
     reply = _send(v2, numeric.name, body, ["bytes"])
     got = flatten(_parse(reply, rule).get("bytes", {}).get("data"))
     expect(numeric_echo.same_values("BYTES", BYTES, got), rule, f"got back {got!r}", reply)
 
 
 @pytest.mark.features("v2-rest", "v2-binary-tensor")
-def test_binary_response_declares_its_header_length(v2: V2RestClient,
-                                                    numeric: ModelInfo) -> None:
+def test_binary_response_declares_its_header_length(v2: V2RestClient, numeric: ModelInfo) -> None:
     """A response with binary parts carries Inference-Header-Content-Length, the exact length
     of its JSON header; the binary parts fill the rest of the body."""
     rule = "Inference-Header-Content-Length is the JSON header's exact length"
@@ -124,6 +143,6 @@ def test_binary_response_declares_its_header_length(v2: V2RestClient,
     expect_status(reply, 200, rule)
     length = reply.headers.get(binary_tensor.HEADER)
     expect(length is not None and length.isdigit(), rule, f"header value {length!r}", reply)
-    head = reply.content[:int(length)]
+    head = reply.content[: int(length)]
     expect(head.rstrip().endswith(b"}"), rule, f"the header ends {head[-20:]!r}", reply)
     _parse(reply, rule)

@@ -33,8 +33,10 @@ UNKNOWN_MODEL = "servegate-no-such-model"
 def numeric(target: Target) -> ModelInfo:
     model = numeric_echo.numeric_model(target)
     if model is None:
-        pytest.skip(f"{UNSUPPORTED_PREFIX} {target.name} serves no {numeric_echo.TASK} model "
-                    f"(declare one with --model NAME={numeric_echo.TASK})")
+        pytest.skip(
+            f"{UNSUPPORTED_PREFIX} {target.name} serves no {numeric_echo.TASK} model "
+            f"(declare one with --model NAME={numeric_echo.TASK})"
+        )
     return model
 
 
@@ -47,17 +49,32 @@ def _outputs(message: pb.ModelInferResponse) -> dict[str, tuple[Any, list[Any]]]
     return {o.name: (o, output_values(message, i)) for i, o in enumerate(message.outputs)}
 
 
-def _echo(client: V2GrpcClient, model: str, datatype: str, shape: list[int], data: list[Any],
-          raw: bool, rule: str) -> None:
+def _echo(
+    client: V2GrpcClient,
+    model: str,
+    datatype: str,
+    shape: list[int],
+    data: list[Any],
+    raw: bool,
+    rule: str,
+) -> None:
     name = numeric_echo.input_name(datatype)
     reply = client.infer(build_request(model, [(name, datatype, shape, data)], raw=raw))
     outputs = _outputs(_ok(reply, rule))
     expect(name in outputs, rule, f"no output {name!r} (got {sorted(outputs)})", reply)
     out, got = outputs[name]
-    expect(out.datatype == datatype and list(out.shape) == shape, rule,
-           f"output {name}: {out.datatype} {list(out.shape)}, sent {datatype} {shape}", reply)
-    expect(numeric_echo.same_values(datatype, data, got), rule,
-           f"sent {data!r}, got back {got!r}", reply)
+    expect(
+        out.datatype == datatype and list(out.shape) == shape,
+        rule,
+        f"output {name}: {out.datatype} {list(out.shape)}, sent {datatype} {shape}",
+        reply,
+    )
+    expect(
+        numeric_echo.same_values(datatype, data, got),
+        rule,
+        f"sent {data!r}, got back {got!r}",
+        reply,
+    )
 
 
 @pytest.mark.features("v2-grpc")
@@ -66,8 +83,7 @@ def test_grpc_server_metadata_names_server_version(v2_grpc: V2GrpcClient) -> Non
     rule = "ServerMetadata returns a name and a version"
     reply = v2_grpc.server_metadata()
     meta = _ok(reply, rule)
-    expect(meta.name and meta.version, rule,
-           f"name {meta.name!r}, version {meta.version!r}", reply)
+    expect(meta.name and meta.version, rule, f"name {meta.name!r}, version {meta.version!r}", reply)
 
 
 @pytest.mark.features("v2-grpc")
@@ -81,8 +97,7 @@ def test_grpc_every_model_is_ready(target: Target, v2_grpc: V2GrpcClient) -> Non
 
 
 @pytest.mark.features("v2-grpc")
-def test_grpc_model_metadata_describes_every_model(target: Target,
-                                                   v2_grpc: V2GrpcClient) -> None:
+def test_grpc_model_metadata_describes_every_model(target: Target, v2_grpc: V2GrpcClient) -> None:
     """ModelMetadata returns the model's own name, its platform and tensor metadata with V2
     datatypes."""
     for model in target.models:
@@ -91,35 +106,60 @@ def test_grpc_model_metadata_describes_every_model(target: Target,
         meta = _ok(reply, rule)
         expect(meta.name == model, rule, f"name {meta.name!r}", reply)
         for t in [*meta.inputs, *meta.outputs]:
-            expect(t.datatype in DATATYPES, rule,
-                   f"tensor {t.name!r}: datatype {t.datatype!r} is not a V2 datatype", reply)
-            expect(all(d >= -1 for d in t.shape), rule, f"tensor {t.name!r}: shape "
-                   f"{list(t.shape)}", reply)
+            expect(
+                t.datatype in DATATYPES,
+                rule,
+                f"tensor {t.name!r}: datatype {t.datatype!r} is not a V2 datatype",
+                reply,
+            )
+            expect(
+                all(d >= -1 for d in t.shape),
+                rule,
+                f"tensor {t.name!r}: shape {list(t.shape)}",
+                reply,
+            )
 
 
 @pytest.mark.features("v2-grpc")
 @pytest.mark.parametrize("datatype", [dt for dt in numeric_echo.DATATYPES if dt != "FP16"])
-def test_grpc_typed_contents_round_trip(v2_grpc: V2GrpcClient, numeric: ModelInfo,
-                                        datatype: str) -> None:
+def test_grpc_typed_contents_round_trip(
+    v2_grpc: V2GrpcClient, numeric: ModelInfo, datatype: str
+) -> None:
     """Each datatype sent in its typed InferTensorContents field comes back exactly (FP16 has
     no typed field)."""
-    _echo(v2_grpc, numeric.name, datatype, [2, 2], numeric_echo.SAMPLES[datatype], False,
-          f"{datatype} in typed contents round-trips exactly")
+    _echo(
+        v2_grpc,
+        numeric.name,
+        datatype,
+        [2, 2],
+        numeric_echo.SAMPLES[datatype],
+        False,
+        f"{datatype} in typed contents round-trips exactly",
+    )
 
 
 @pytest.mark.features("v2-grpc")
 @pytest.mark.parametrize("datatype", numeric_echo.DATATYPES)
-def test_grpc_raw_contents_round_trip(v2_grpc: V2GrpcClient, numeric: ModelInfo,
-                                      datatype: str) -> None:
+def test_grpc_raw_contents_round_trip(
+    v2_grpc: V2GrpcClient, numeric: ModelInfo, datatype: str
+) -> None:
     """Each datatype sent as raw_input_contents (little-endian; BYTES length-prefixed) comes
     back exactly."""
-    _echo(v2_grpc, numeric.name, datatype, [2, 2], numeric_echo.SAMPLES[datatype], True,
-          f"{datatype} in raw_input_contents round-trips exactly")
+    _echo(
+        v2_grpc,
+        numeric.name,
+        datatype,
+        [2, 2],
+        numeric_echo.SAMPLES[datatype],
+        True,
+        f"{datatype} in raw_input_contents round-trips exactly",
+    )
 
 
 def _probe(model: str, **kw: Any) -> pb.ModelInferRequest:
-    return build_request(model, [("int32", "INT32", [2], [1, 2]), ("fp32", "FP32", [2],
-                                                                    [0.5, 1.5])], **kw)
+    return build_request(
+        model, [("int32", "INT32", [2], [1, 2]), ("fp32", "FP32", [2], [0.5, 1.5])], **kw
+    )
 
 
 @pytest.mark.features("v2-grpc")
@@ -135,8 +175,12 @@ def test_grpc_infer_names_the_model(v2_grpc: V2GrpcClient, numeric: ModelInfo) -
     """ModelInferResponse.model_name is the model the request was sent to."""
     rule = "ModelInfer names the model that answered"
     reply = v2_grpc.infer(_probe(numeric.name))
-    expect(_ok(reply, rule).model_name == numeric.name, rule,
-           f"model_name {reply.message.model_name!r}", reply)
+    expect(
+        _ok(reply, rule).model_name == numeric.name,
+        rule,
+        f"model_name {reply.message.model_name!r}",
+        reply,
+    )
 
 
 @pytest.mark.features("v2-grpc")
@@ -150,8 +194,9 @@ def test_grpc_outputs_limit_what_comes_back(v2_grpc: V2GrpcClient, numeric: Mode
 
 
 @pytest.mark.features("v2-grpc")
-def test_grpc_accepts_request_and_tensor_parameters(v2_grpc: V2GrpcClient,
-                                                    numeric: ModelInfo) -> None:
+def test_grpc_accepts_request_and_tensor_parameters(
+    v2_grpc: V2GrpcClient, numeric: ModelInfo
+) -> None:
     """Request and tensor parameters the model does not use do not make a request fail."""
     request = _probe(numeric.name)
     request.parameters["servegate_probe"].string_param = "x"
@@ -160,16 +205,21 @@ def test_grpc_accepts_request_and_tensor_parameters(v2_grpc: V2GrpcClient,
 
 
 @pytest.mark.features("v2-grpc")
-def test_grpc_response_tensors_are_well_formed(v2_grpc: V2GrpcClient,
-                                               numeric: ModelInfo) -> None:
+def test_grpc_response_tensors_are_well_formed(v2_grpc: V2GrpcClient, numeric: ModelInfo) -> None:
     """Every output has a V2 datatype, its element count is the product of its shape, and its
     values belong to the datatype."""
-    inputs = [(numeric_echo.input_name(dt), dt, [4], numeric_echo.SAMPLES[dt])
-              for dt in numeric_echo.DATATYPES if dt != "FP16"]
+    inputs = [
+        (numeric_echo.input_name(dt), dt, [4], numeric_echo.SAMPLES[dt])
+        for dt in numeric_echo.DATATYPES
+        if dt != "FP16"
+    ]
     rule = "ModelInfer's output tensors are well formed"
     reply = v2_grpc.infer(build_request(numeric.name, inputs))
-    problems = [p for name, (out, values) in _outputs(_ok(reply, rule)).items()
-                for p in tensor_problems(name, out.datatype, list(out.shape), values)]
+    problems = [
+        p
+        for name, (out, values) in _outputs(_ok(reply, rule)).items()
+        for p in tensor_problems(name, out.datatype, list(out.shape), values)
+    ]
     expect(not problems, rule, "; ".join(problems), reply)
 
 
@@ -178,32 +228,46 @@ def test_grpc_unknown_model_is_not_found(v2_grpc: V2GrpcClient) -> None:
     """ModelMetadata and ModelInfer for a model the server does not have end with NOT_FOUND."""
     rule = "an unknown model gives gRPC status NOT_FOUND"
     for reply in (v2_grpc.model_metadata(UNKNOWN_MODEL), v2_grpc.infer(_probe(UNKNOWN_MODEL))):
-        expect(reply.code == grpc.StatusCode.NOT_FOUND, rule, f"status {reply.code.name}",
-               reply)
+        expect(reply.code == grpc.StatusCode.NOT_FOUND, rule, f"status {reply.code.name}", reply)
 
 
 @pytest.mark.features("v2-rest", "v2-grpc")
-def test_rest_and_grpc_give_the_same_outputs(v2: V2RestClient, v2_grpc: V2GrpcClient,
-                                             numeric: ModelInfo) -> None:
+def test_rest_and_grpc_give_the_same_outputs(
+    v2: V2RestClient, v2_grpc: V2GrpcClient, numeric: ModelInfo
+) -> None:
     """The same request over REST and over gRPC gives the same outputs (names, datatypes,
     shapes, values)."""
-    rows = [(numeric_echo.input_name(dt), dt, [4], numeric_echo.SAMPLES[dt])
-            for dt in numeric_echo.DATATYPES if dt != "FP16"]
+    rows = [
+        (numeric_echo.input_name(dt), dt, [4], numeric_echo.SAMPLES[dt])
+        for dt in numeric_echo.DATATYPES
+        if dt != "FP16"
+    ]
     rule = "REST and gRPC give the same outputs for the same request"
     rest = v2.infer(numeric.name, {"inputs": [tensor(*row) for row in rows]})
     expect_status(rest, 200, rule)
-    rest_out = {o.name: o for o in expect_model(InferenceResponse, rest.json(), rule,
-                                                rest).outputs}
+    rest_out = {o.name: o for o in expect_model(InferenceResponse, rest.json(), rule, rest).outputs}
     reply = v2_grpc.infer(build_request(numeric.name, rows))
     grpc_out = _outputs(_ok(reply, rule))
-    expect(sorted(rest_out) == sorted(grpc_out), rule,
-           f"REST outputs {sorted(rest_out)}, gRPC outputs {sorted(grpc_out)}", reply)
+    expect(
+        sorted(rest_out) == sorted(grpc_out),
+        rule,
+        f"REST outputs {sorted(rest_out)}, gRPC outputs {sorted(grpc_out)}",
+        reply,
+    )
     for name, (out, values) in grpc_out.items():
         r = rest_out[name]
-        same = (r.datatype == out.datatype and list(r.shape) == list(out.shape)
-                and numeric_echo.same_values(out.datatype, flatten(r.data), values))
-        expect(same, rule, f"{name}: REST {r.datatype} {r.shape} {flatten(r.data)!r}; gRPC "
-               f"{out.datatype} {list(out.shape)} {values!r}", reply)
+        same = (
+            r.datatype == out.datatype
+            and list(r.shape) == list(out.shape)
+            and numeric_echo.same_values(out.datatype, flatten(r.data), values)
+        )
+        expect(
+            same,
+            rule,
+            f"{name}: REST {r.datatype} {r.shape} {flatten(r.data)!r}; gRPC "
+            f"{out.datatype} {list(out.shape)} {values!r}",
+            reply,
+        )
 
 
 @pytest.mark.features("v2-grpc")
@@ -216,8 +280,15 @@ def test_grpc_hypothesis_round_trip_is_exact(v2_grpc: V2GrpcClient, numeric: Mod
     def round_trip(generated: tuple[str, list[int], list[Any]], raw: bool) -> None:
         datatype, shape, data = generated
         raw = raw or datatype == "FP16"
-        _echo(v2_grpc, numeric.name, datatype, shape, data, raw,
-              f"a generated {datatype} {shape} tensor round-trips exactly over gRPC "
-              f"({'raw' if raw else 'typed'} contents)")
+        _echo(
+            v2_grpc,
+            numeric.name,
+            datatype,
+            shape,
+            data,
+            raw,
+            f"a generated {datatype} {shape} tensor round-trips exactly over gRPC "
+            f"({'raw' if raw else 'typed'} contents)",
+        )
 
     round_trip()

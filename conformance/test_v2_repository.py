@@ -23,8 +23,10 @@ RELOAD_DEADLINE = 60.0
 def numeric(target: Target) -> ModelInfo:
     model = numeric_echo.numeric_model(target)
     if model is None:
-        pytest.skip(f"{UNSUPPORTED_PREFIX} {target.name} serves no {numeric_echo.TASK} model "
-                    f"(declare one with --model NAME={numeric_echo.TASK})")
+        pytest.skip(
+            f"{UNSUPPORTED_PREFIX} {target.name} serves no {numeric_echo.TASK} model "
+            f"(declare one with --model NAME={numeric_echo.TASK})"
+        )
     return model
 
 
@@ -39,8 +41,9 @@ def test_repository_index_lists_every_model(target: Target, v2: V2RestClient) ->
     states = {e.get("name"): e.get("state") for e in index if isinstance(e, dict)}
     for model in target.models:
         expect(model in states, rule, f"{model!r} is not listed", reply)
-        expect(isinstance(states[model], str) and states[model], rule,
-               f"{model!r} has no state", reply)
+        expect(
+            isinstance(states[model], str) and states[model], rule, f"{model!r} has no state", reply
+        )
 
 
 def _repository(v2: V2RestClient, model: str, action: str):
@@ -55,11 +58,19 @@ def test_unloaded_model_is_not_ready(v2: V2RestClient, numeric: ModelInfo) -> No
     expect_status(_repository(v2, numeric.name, "unload"), 200, "repository unload returns 200")
     try:
         reply = v2.model_ready(numeric.name)
-        expect(reply.status != 200 and reply.status < 500, rule,
-               f"ready answers {reply.status} after unload", reply)
+        expect(
+            reply.status != 200 and reply.status < 500,
+            rule,
+            f"ready answers {reply.status} after unload",
+            reply,
+        )
         infer = v2.infer(numeric.name, {"inputs": [tensor("x", "INT32", [1], [1])]})
-        expect(400 <= infer.status < 500, "inference on an unloaded model is a 4xx",
-               f"status {infer.status}", infer)
+        expect(
+            400 <= infer.status < 500,
+            "inference on an unloaded model is a 4xx",
+            f"status {infer.status}",
+            infer,
+        )
     finally:
         load = _repository(v2, numeric.name, "load")
         deadline = time.monotonic() + RELOAD_DEADLINE

@@ -30,14 +30,17 @@ UNKNOWN_MODEL = "servegate-no-such-model"
 def numeric(target: Target) -> ModelInfo:
     model = numeric_echo.numeric_model(target)
     if model is None:
-        pytest.skip(f"{UNSUPPORTED_PREFIX} {target.name} serves no {numeric_echo.TASK} model "
-                    f"(declare one with --model NAME={numeric_echo.TASK})")
+        pytest.skip(
+            f"{UNSUPPORTED_PREFIX} {target.name} serves no {numeric_echo.TASK} model "
+            f"(declare one with --model NAME={numeric_echo.TASK})"
+        )
     return model
 
 
 def _request(**extra: object) -> dict:
-    body: dict = {"inputs": [tensor("int32", "INT32", [2], [1, 2]),
-                             tensor("fp32", "FP32", [2], [0.5, 1.5])]}
+    body: dict = {
+        "inputs": [tensor("int32", "INT32", [2], [1, 2]), tensor("fp32", "FP32", [2], [0.5, 1.5])]
+    }
     body.update(extra)
     return body
 
@@ -63,8 +66,9 @@ def test_server_metadata_names_server_version_extensions(v2: V2RestClient) -> No
     expect_status(reply, 200, rule)
     meta = expect_model(ServerMetadata, reply.json(), rule, reply)
     expect(meta.name, rule, "empty name", reply)
-    expect(all(isinstance(e, str) for e in meta.extensions), rule,
-           "extensions must be strings", reply)
+    expect(
+        all(isinstance(e, str) for e in meta.extensions), rule, "extensions must be strings", reply
+    )
 
 
 @pytest.mark.features("v2-rest")
@@ -90,33 +94,45 @@ def test_model_metadata_tensors_are_well_formed(target: Target, v2: V2RestClient
         expect_status(reply, 200, rule)
         meta = expect_model(ModelMetadata, reply.json(), rule, reply)
         for t in [*meta.inputs, *meta.outputs]:
-            expect(t.datatype in DATATYPES, rule,
-                   f"tensor {t.name!r}: datatype {t.datatype!r} is not a V2 datatype", reply)
-            expect(all(d >= -1 for d in t.shape), rule,
-                   f"tensor {t.name!r}: shape {t.shape}", reply)
+            expect(
+                t.datatype in DATATYPES,
+                rule,
+                f"tensor {t.name!r}: datatype {t.datatype!r} is not a V2 datatype",
+                reply,
+            )
+            expect(
+                all(d >= -1 for d in t.shape), rule, f"tensor {t.name!r}: shape {t.shape}", reply
+            )
 
 
 @pytest.mark.features("v2-rest")
 def test_unknown_model_metadata_is_a_4xx_json_error(v2: V2RestClient) -> None:
     """Metadata of a model the server does not have is an error: a 4xx status with the body
     {"error": "<message>"}."""
-    expect_json_error(v2.model_metadata(UNKNOWN_MODEL),
-                      "GET /v2/models/{unknown} returns 4xx {\"error\": ...}")
+    expect_json_error(
+        v2.model_metadata(UNKNOWN_MODEL), 'GET /v2/models/{unknown} returns 4xx {"error": ...}'
+    )
 
 
 @pytest.mark.features("v2-rest")
 def test_unknown_model_is_not_ready(v2: V2RestClient) -> None:
     """GET /v2/models/{unknown}/ready is not 200: only a ready model answers 200."""
     reply = v2.model_ready(UNKNOWN_MODEL)
-    expect(reply.status != 200 and reply.status < 500,
-           "GET /v2/models/{unknown}/ready returns a 4xx", f"status {reply.status}", reply)
+    expect(
+        reply.status != 200 and reply.status < 500,
+        "GET /v2/models/{unknown}/ready returns a 4xx",
+        f"status {reply.status}",
+        reply,
+    )
 
 
 @pytest.mark.features("v2-rest")
 def test_unknown_model_infer_is_a_4xx_json_error(v2: V2RestClient) -> None:
     """Inference on a model the server does not have is a 4xx {"error": "<message>"}."""
-    expect_json_error(v2.infer(UNKNOWN_MODEL, _request()),
-                      "POST /v2/models/{unknown}/infer returns 4xx {\"error\": ...}")
+    expect_json_error(
+        v2.infer(UNKNOWN_MODEL, _request()),
+        'POST /v2/models/{unknown}/infer returns 4xx {"error": ...}',
+    )
 
 
 def _versioned(target: Target, v2: V2RestClient) -> tuple[str, str]:
@@ -146,8 +162,9 @@ def test_versioned_model_metadata_matches(target: Target, v2: V2RestClient) -> N
 def test_versioned_model_is_ready(target: Target, v2: V2RestClient) -> None:
     """GET /v2/models/{m}/versions/{v}/ready answers 200 for a listed, loaded version."""
     model, version = _versioned(target, v2)
-    expect_status(v2.model_ready(model, version), 200,
-                  "GET /v2/models/{m}/versions/{v}/ready returns 200")
+    expect_status(
+        v2.model_ready(model, version), 200, "GET /v2/models/{m}/versions/{v}/ready returns 200"
+    )
 
 
 @pytest.mark.features("v2-rest", "v2-model-versions")
@@ -167,8 +184,7 @@ def test_versioned_model_infers(target: Target, v2: V2RestClient, numeric: Model
 def test_infer_returns_an_inference_response(v2: V2RestClient, numeric: ModelInfo) -> None:
     """A valid inference answers 200 with {model_name, outputs: [{name, shape, datatype,
     data}]}."""
-    response = _infer_ok(v2, numeric.name, _request(), "infer returns 200 and an "
-                         "InferenceResponse")
+    response = _infer_ok(v2, numeric.name, _request(), "infer returns 200 and an InferenceResponse")
     expect(response.outputs, "infer returns outputs", "no outputs")
 
 
@@ -179,19 +195,24 @@ def test_infer_response_names_the_model(v2: V2RestClient, numeric: ModelInfo) ->
     rule = "the inference response names the model that answered"
     expect_status(reply, 200, rule)
     body = reply.json()
-    expect(body.get("model_name") == numeric.name, rule,
-           f"model_name {body.get('model_name')!r}", reply)
+    expect(
+        body.get("model_name") == numeric.name,
+        rule,
+        f"model_name {body.get('model_name')!r}",
+        reply,
+    )
 
 
 @pytest.mark.features("v2-rest")
 def test_infer_echoes_request_id(v2: V2RestClient, numeric: ModelInfo) -> None:
-    """"id: An identifier for the inference request. If specified will be returned in the
+    """ "id: An identifier for the inference request. If specified will be returned in the
     response."""
     reply = v2.infer(numeric.name, _request(id="servegate-req-42"))
     rule = "a request id is returned in the response"
     expect_status(reply, 200, rule)
-    expect(reply.json().get("id") == "servegate-req-42", rule,
-           f"id {reply.json().get('id')!r}", reply)
+    expect(
+        reply.json().get("id") == "servegate-req-42", rule, f"id {reply.json().get('id')!r}", reply
+    )
 
 
 @pytest.mark.features("v2-rest")
@@ -207,8 +228,7 @@ def test_infer_outputs_limit_what_comes_back(v2: V2RestClient, numeric: ModelInf
 
 
 @pytest.mark.features("v2-rest")
-def test_infer_accepts_request_and_tensor_parameters(v2: V2RestClient,
-                                                     numeric: ModelInfo) -> None:
+def test_infer_accepts_request_and_tensor_parameters(v2: V2RestClient, numeric: ModelInfo) -> None:
     """Request `parameters` and input tensor `parameters` are part of the protocol: a request
     carrying parameters the model does not use still succeeds."""
     body = _request(parameters={"servegate_probe": "x", "priority": 1})
@@ -217,8 +237,7 @@ def test_infer_accepts_request_and_tensor_parameters(v2: V2RestClient,
 
 
 @pytest.mark.features("v2-rest")
-def test_infer_accepts_requested_output_parameters(v2: V2RestClient,
-                                                   numeric: ModelInfo) -> None:
+def test_infer_accepts_requested_output_parameters(v2: V2RestClient, numeric: ModelInfo) -> None:
     """A requested output may carry `parameters`; the request still succeeds."""
     body = _request(outputs=[{"name": "int32", "parameters": {"servegate_probe": 1}}])
     _infer_ok(v2, numeric.name, body, "infer accepts requested-output parameters")
@@ -230,5 +249,9 @@ def test_infer_response_is_json(v2: V2RestClient, numeric: ModelInfo) -> None:
     reply = v2.infer(numeric.name, _request())
     rule = "the inference response has content type application/json"
     expect_status(reply, 200, rule)
-    expect(reply.content_type == "application/json", rule,
-           f"content type {reply.content_type!r}", reply)
+    expect(
+        reply.content_type == "application/json",
+        rule,
+        f"content type {reply.content_type!r}",
+        reply,
+    )

@@ -31,8 +31,10 @@ DATATYPES = numeric_echo.DATATYPES
 def numeric(target: Target) -> ModelInfo:
     model = numeric_echo.numeric_model(target)
     if model is None:
-        pytest.skip(f"{UNSUPPORTED_PREFIX} {target.name} serves no {numeric_echo.TASK} model "
-                    f"(declare one with --model NAME={numeric_echo.TASK})")
+        pytest.skip(
+            f"{UNSUPPORTED_PREFIX} {target.name} serves no {numeric_echo.TASK} model "
+            f"(declare one with --model NAME={numeric_echo.TASK})"
+        )
     return model
 
 
@@ -41,7 +43,7 @@ def _nest(flat: list[Any], shape: list[int]) -> Any:
     if len(shape) <= 1:
         return list(flat)
     step = len(flat) // shape[0] if shape[0] else 0
-    return [_nest(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
+    return [_nest(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
 
 
 def _echo(v2: V2RestClient, model: str, inputs: list[dict], rule: str):
@@ -51,15 +53,24 @@ def _echo(v2: V2RestClient, model: str, inputs: list[dict], rule: str):
     return reply, {o.name: o for o in response.outputs}
 
 
-def _check_echo(reply, outputs, name: str, datatype: str, shape: list[int], sent: list[Any],
-                rule: str) -> None:
+def _check_echo(
+    reply, outputs, name: str, datatype: str, shape: list[int], sent: list[Any], rule: str
+) -> None:
     expect(name in outputs, rule, f"no output {name!r} (got {sorted(outputs)})", reply)
     out = outputs[name]
-    expect(out.datatype == datatype and list(out.shape) == shape, rule,
-           f"output {name}: {out.datatype} {out.shape}, sent {datatype} {shape}", reply)
+    expect(
+        out.datatype == datatype and list(out.shape) == shape,
+        rule,
+        f"output {name}: {out.datatype} {out.shape}, sent {datatype} {shape}",
+        reply,
+    )
     got = flatten(out.data)
-    expect(numeric_echo.same_values(datatype, sent, got), rule,
-           f"sent {sent!r}, got back {got!r}", reply)
+    expect(
+        numeric_echo.same_values(datatype, sent, got),
+        rule,
+        f"sent {sent!r}, got back {got!r}",
+        reply,
+    )
 
 
 @pytest.mark.features("v2-rest")
@@ -76,22 +87,21 @@ def test_datatype_round_trips_flat(v2: V2RestClient, numeric: ModelInfo, datatyp
 
 @pytest.mark.features("v2-rest")
 @pytest.mark.parametrize("datatype", DATATYPES)
-def test_datatype_round_trips_nested(v2: V2RestClient, numeric: ModelInfo,
-                                     datatype: str) -> None:
+def test_datatype_round_trips_nested(v2: V2RestClient, numeric: ModelInfo, datatype: str) -> None:
     """Tensor data may be given in its natural multi-dimensional form: nested [2, 2] data of
     each datatype is read in row-major order."""
     sent = numeric_echo.SAMPLES[datatype]
     name = numeric_echo.input_name(datatype)
     rule = f"{datatype} data sent nested is read row-major"
-    reply, outputs = _echo(v2, numeric.name,
-                           [tensor(name, datatype, [2, 2], _nest(sent, [2, 2]))], rule)
+    reply, outputs = _echo(
+        v2, numeric.name, [tensor(name, datatype, [2, 2], _nest(sent, [2, 2]))], rule
+    )
     _check_echo(reply, outputs, name, datatype, [2, 2], sent, rule)
 
 
 @pytest.mark.features("v2-rest")
 @pytest.mark.parametrize("datatype", numeric_echo.NUMERIC)
-def test_numeric_sum_output_is_the_sum(v2: V2RestClient, numeric: ModelInfo,
-                                       datatype: str) -> None:
+def test_numeric_sum_output_is_the_sum(v2: V2RestClient, numeric: ModelInfo, datatype: str) -> None:
     """The model saw the values sent: its `<name>_sum` output is their exact sum."""
     sent = numeric_echo.SAMPLES[datatype]
     name = numeric_echo.input_name(datatype)
@@ -101,21 +111,28 @@ def test_numeric_sum_output_is_the_sum(v2: V2RestClient, numeric: ModelInfo,
     expect(out is not None, rule, f"no output {name}{numeric_echo.SUM_SUFFIX}", reply)
     got = flatten(out.data)
     want = numeric_echo.expected_sum(datatype, sent)
-    expect(len(got) == 1 and isinstance(got[0], int | float) and (
-        got[0] == want or (math.isinf(want) and got[0] == want)), rule,
-        f"sum {got!r}, expected {want!r}", reply)
+    expect(
+        len(got) == 1
+        and isinstance(got[0], int | float)
+        and (got[0] == want or (math.isinf(want) and got[0] == want)),
+        rule,
+        f"sum {got!r}, expected {want!r}",
+        reply,
+    )
 
 
 @pytest.mark.features("v2-rest")
 def test_response_tensors_are_well_formed(v2: V2RestClient, numeric: ModelInfo) -> None:
     """Every response tensor has a V2 datatype name, the product of its shape equals its
     element count, and every value is a value of its datatype."""
-    inputs = [tensor(numeric_echo.input_name(dt), dt, [4], numeric_echo.SAMPLES[dt])
-              for dt in DATATYPES]
+    inputs = [
+        tensor(numeric_echo.input_name(dt), dt, [4], numeric_echo.SAMPLES[dt]) for dt in DATATYPES
+    ]
     rule = "response tensors are well formed (datatype, shape, values)"
     reply, outputs = _echo(v2, numeric.name, inputs, rule)
-    problems = [p for o in outputs.values()
-                for p in tensor_problems(o.name, o.datatype, o.shape, o.data)]
+    problems = [
+        p for o in outputs.values() for p in tensor_problems(o.name, o.datatype, o.shape, o.data)
+    ]
     expect(not problems, rule, "; ".join(problems), reply)
 
 
@@ -128,8 +145,13 @@ def _values(datatype: str) -> st.SearchStrategy:
     if datatype == "BYTES":
         return st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
     width = {"FP16": 16, "FP32": 32, "FP64": 64}[datatype]
-    return st.floats(width=width, allow_nan=False, allow_infinity=False,
-                     max_value=FLOAT_MAX[datatype], min_value=-FLOAT_MAX[datatype])
+    return st.floats(
+        width=width,
+        allow_nan=False,
+        allow_infinity=False,
+        max_value=FLOAT_MAX[datatype],
+        min_value=-FLOAT_MAX[datatype],
+    )
 
 
 @st.composite
@@ -143,8 +165,13 @@ def tensors(draw: st.DrawFn) -> tuple[str, list[int], list[Any]]:
 
 
 #: few, deterministic examples: a CI gate must not flake, and each example is a request
-HYPOTHESIS = settings(max_examples=40, deadline=None, derandomize=True, database=None,
-                      suppress_health_check=list(HealthCheck))
+HYPOTHESIS = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 @pytest.mark.features("v2-rest")

@@ -49,4 +49,6 @@ def expect_model(model: type[BaseModel], data: Any, rule: str, evidence: HasExch
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or '(body)'}: {e['msg']}" for e in exc.errors()[:8]
         )
-        raise RuleViolation(rule, f"body does not match {model.__name__}: {problems}", evidence)
+        raise RuleViolation(
+            rule, f"body does not match {model.__name__}: {problems}", evidence
+        ) from None

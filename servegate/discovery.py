@@ -149,8 +149,9 @@ def discover(target: Target, declared_tasks: dict[str, str] | None = None) -> Ta
     for name, task in (declared_tasks or {}).items():
         if name not in models:
             served = ", ".join(sorted(models)) or "none"
-            raise BadTarget(f"--model {name}={task}: the target serves no model {name!r} "
-                            f"(it serves: {served})")
+            raise BadTarget(
+                f"--model {name}={task}: the target serves no model {name!r} (it serves: {served})"
+            )
         models[name] = replace(models[name], task=task, task_source="declared")
     for model in models.values():
         if model.task:

@@ -108,8 +108,13 @@ _PROFILES = [
         "Open Inference Protocol (V2) over REST",
         core=frozenset({"v2-rest"}),
         extended=frozenset(
-            {"hf-v2-kwargs", "hf-v2-input0", "v2-binary-tensor", "v2-model-versions",
-             "v2-repository"}
+            {
+                "hf-v2-kwargs",
+                "hf-v2-input0",
+                "v2-binary-tensor",
+                "v2-model-versions",
+                "v2-repository",
+            }
         )
         | TASK_FEATURES,
     ),

@@ -31,7 +31,6 @@ def project_python(name: str) -> Path:
     return prepare_env(name, STATE_DIR, log)
 
 
-
 class TinyRuntime:
     """A Runtime whose server is tests/servers/tiny_v2.py, with behaviour switches."""
 
@@ -46,8 +45,9 @@ class TinyRuntime:
     def supported_tasks(self) -> frozenset[str]:
         return frozenset({"text-classification"})
 
-    def prepare(self, spec: ServerSpec, fixtures: FixtureSet, python: Path, ports: Ports,
-                workdir: Path) -> Launch:
+    def prepare(
+        self, spec: ServerSpec, fixtures: FixtureSet, python: Path, ports: Ports, workdir: Path
+    ) -> Launch:
         return Launch(
             argv=[str(python), str(TINY_V2), "--port", str(ports.http), *self.extra],
             env={},
@@ -72,8 +72,13 @@ def tiny_server(tmp_path: Path, empty_fixtures: FixtureSet, python: Path) -> Ite
     """A running tiny V2 server started through the local backend."""
     from servegate.reference_servers.local import start_local
 
-    server = start_local(TinyRuntime(), ServerSpec(runtime="tiny", ready_timeout=20),
-                         empty_fixtures, python, state_dir=tmp_path / "state",
-                         logs_dir=tmp_path / "logs")
+    server = start_local(
+        TinyRuntime(),
+        ServerSpec(runtime="tiny", ready_timeout=20),
+        empty_fixtures,
+        python,
+        state_dir=tmp_path / "state",
+        logs_dir=tmp_path / "logs",
+    )
     yield server
     server.stop()

@@ -9,14 +9,17 @@ import pytest
 from servegate.protocols import binary_tensor as bt
 
 
-@pytest.mark.parametrize(("datatype", "values", "raw"), [
-    ("BOOL", [True, False], b"\x01\x00"),
-    ("UINT16", [1, 65535], b"\x01\x00\xff\xff"),
-    ("INT32", [-1], b"\xff\xff\xff\xff"),
-    ("FP32", [1.0], b"\x00\x00\x80\x3f"),
-    ("FP16", [1.0], b"\x00\x3c"),
-    ("BYTES", ["ab", b""], b"\x02\x00\x00\x00ab\x00\x00\x00\x00"),
-])
+@pytest.mark.parametrize(
+    ("datatype", "values", "raw"),
+    [
+        ("BOOL", [True, False], b"\x01\x00"),
+        ("UINT16", [1, 65535], b"\x01\x00\xff\xff"),
+        ("INT32", [-1], b"\xff\xff\xff\xff"),
+        ("FP32", [1.0], b"\x00\x00\x80\x3f"),
+        ("FP16", [1.0], b"\x00\x3c"),
+        ("BYTES", ["ab", b""], b"\x02\x00\x00\x00ab\x00\x00\x00\x00"),
+    ],
+)
 def test_tensor_layout_is_little_endian_and_length_prefixed(datatype, values, raw):
     assert bt.encode_tensor(datatype, values) == raw
     decoded = bt.decode_tensor(datatype, raw)
@@ -24,8 +27,12 @@ def test_tensor_layout_is_little_endian_and_length_prefixed(datatype, values, ra
 
 
 def test_body_round_trip_moves_named_inputs_to_binary_parts():
-    request = {"inputs": [{"name": "a", "datatype": "INT64", "shape": [2, 1], "data": [[1], [2]]},
-                          {"name": "b", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}
+    request = {
+        "inputs": [
+            {"name": "a", "datatype": "INT64", "shape": [2, 1], "data": [[1], [2]]},
+            {"name": "b", "datatype": "BYTES", "shape": [1], "data": ["x"]},
+        ]
+    }
     body, length = bt.encode_body(request, ["a"])
     head = json.loads(body[:length])
     assert "data" not in head["inputs"][0]
@@ -40,13 +47,21 @@ def test_body_without_header_length_is_all_json():
     assert bt.split_body(b'{"outputs": []}', None, "outputs") == {"outputs": []}
 
 
-@pytest.mark.parametrize(("body", "length", "message"), [
-    (b'{"outputs": []}', "99", "outside"),
-    (b'{"outputs": []}', "x", "not an integer"),
-    (b'{"outputs": []}xx', "15", "belong to no tensor"),
-    (b'{"outputs": [{"name": "o", "datatype": "INT32", "parameters": {"binary_data_size": 8}}]}'
-     b"\x00\x00\x00\x00", None, "runs past the end"),
-])
+@pytest.mark.parametrize(
+    ("body", "length", "message"),
+    [
+        (b'{"outputs": []}', "99", "outside"),
+        (b'{"outputs": []}', "x", "not an integer"),
+        (b'{"outputs": []}xx', "15", "belong to no tensor"),
+        (
+            b'{"outputs": [{"name": "o", "datatype": "INT32", '
+            b'"parameters": {"binary_data_size": 8}}]}'
+            b"\x00\x00\x00\x00",
+            None,
+            "runs past the end",
+        ),
+    ],
+)
 def test_malformed_bodies_are_named(body, length, message):
     if length is None:
         head = body[:-4]

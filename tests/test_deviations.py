@@ -16,8 +16,10 @@ def entry(**kw) -> Deviation:
 @pytest.mark.parametrize(
     ("implementation", "expected"),
     [
-        ("servegate KServe HF server (huggingfaceserver 0.14.1 behaviour) on kserve 0.14.1 SDK",
-         True),
+        (
+            "servegate KServe HF server (huggingfaceserver 0.14.1 behaviour) on kserve 0.14.1 SDK",
+            True,
+        ),
         ("servegate-kserve-huggingface 0.14.1", True),
         ("kserve 0.15.0", True),
         ("kserver 1.0", False),

@@ -34,7 +34,8 @@ def test_first_slice_passes_on_both_reference_servers(pytester: pytest.Pytester)
     reports = pytester.path / "reports"
     result = pytester.runpytest_subprocess(
         str(ROOT / "conformance"),
-        "-p", "no:cacheprovider",
+        "-p",
+        "no:cacheprovider",
         f"--state-dir={STATE_DIR}",
         f"--reports-dir={reports}",
         f"--junitxml={reports / 'junit.xml'}",
@@ -44,11 +45,24 @@ def test_first_slice_passes_on_both_reference_servers(pytester: pytest.Pytester)
     assert result.ret == 0, result.stdout.str()[-5000:]
     assert (reports / "junit.xml").exists()
     expected_tasks = {
-        "mlserver": {"text-classification", "token-classification", "question-answering",
-                     "fill-mask", "text-generation", "text2text-generation",
-                     "feature-extraction", "image-classification"},
-        "kserve": {"text-classification", "token-classification", "fill-mask",
-                   "text-generation", "text2text-generation", "feature-extraction"},
+        "mlserver": {
+            "text-classification",
+            "token-classification",
+            "question-answering",
+            "fill-mask",
+            "text-generation",
+            "text2text-generation",
+            "feature-extraction",
+            "image-classification",
+        },
+        "kserve": {
+            "text-classification",
+            "token-classification",
+            "fill-mask",
+            "text-generation",
+            "text2text-generation",
+            "feature-extraction",
+        },
     }
     for server, tasks in expected_tasks.items():
         report = json.loads((reports / f"conformance-{server}.json").read_text())

@@ -31,11 +31,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _start(tmp_path: Path, fixtures: FixtureSet, python: Path, *extra: str, timeout: float = 20,
-           **kw):
-    return start_local(TinyRuntime(*extra), ServerSpec(runtime="tiny", ready_timeout=timeout),
-                       fixtures, python, state_dir=tmp_path / "state", logs_dir=tmp_path / "logs",
-                       **kw)
+def _start(
+    tmp_path: Path, fixtures: FixtureSet, python: Path, *extra: str, timeout: float = 20, **kw
+):
+    return start_local(
+        TinyRuntime(*extra),
+        ServerSpec(runtime="tiny", ready_timeout=timeout),
+        fixtures,
+        python,
+        state_dir=tmp_path / "state",
+        logs_dir=tmp_path / "logs",
+        **kw,
+    )
 
 
 def test_start_waits_until_ready_and_stop_leaves_nothing(tmp_path, empty_fixtures, python):
@@ -60,7 +67,9 @@ def test_readiness_deadline_gives_clear_error_and_kills_server(tmp_path, empty_f
     assert "tiny_v2 starting" in message  # the log's last lines are quoted
     # no process of the failed start survives
     time.sleep(0.2)
-    leftovers = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, "--never-listen")]
+    leftovers = [
+        p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, "--never-listen")
+    ]
     assert leftovers == []
 
 
@@ -143,7 +152,8 @@ def test_a_relative_state_dir_works(tmp_path, monkeypatch):
     monkeypatch.setattr(manager, "prepare_env", lambda name, state_dir, log: Path("python"))
     monkeypatch.setattr("servegate.reference_servers.local.start_local", fake_start_local)
     with pytest.raises(ServegateError, match="stop here"):
-        manager.start_reference("mlserver", state_dir=Path(".servegate"), logs_dir=Path("logs"),
-                                log=lambda line: None)
+        manager.start_reference(
+            "mlserver", state_dir=Path(".servegate"), logs_dir=Path("logs"), log=lambda line: None
+        )
     assert seen["state_dir"] == tmp_path.resolve() / ".servegate"
     assert seen["logs_dir"].is_absolute()

@@ -8,9 +8,19 @@ from servegate.entry.options import build_run_options
 from servegate.errors import BadTarget
 
 BASE = dict(
-    target=None, grpc_target=None, models=[], openai_base="/openai/v1", headers=[],
-    insecure=False, ca_bundle=None, request_timeout=30.0, servers="mlserver,kserve",
-    backend="local", device="cpu", state_dir=".servegate", reports_dir="reports",
+    target=None,
+    grpc_target=None,
+    models=[],
+    openai_base="/openai/v1",
+    headers=[],
+    insecure=False,
+    ca_bundle=None,
+    request_timeout=30.0,
+    servers="mlserver,kserve",
+    backend="local",
+    device="cpu",
+    state_dir=".servegate",
+    reports_dir="reports",
     ready_timeout=60.0,
 )
 
@@ -51,9 +61,13 @@ def test_bad_values_are_named(kw, message):
 
 
 def test_target_options_build_a_target():
-    options = opts(target="https://models.example.com:8443/", grpc_target="models.example.com:9000",
-                   models=["bert=fill-mask"], headers=["Authorization: Bearer abc"],
-                   insecure=True)
+    options = opts(
+        target="https://models.example.com:8443/",
+        grpc_target="models.example.com:9000",
+        models=["bert=fill-mask"],
+        headers=["Authorization: Bearer abc"],
+        insecure=True,
+    )
     target = options.target
     assert target is not None
     assert target.http_url == "https://models.example.com:8443"

@@ -3,8 +3,9 @@ an explicit list in pyproject.toml, which must not fall behind the tree."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 

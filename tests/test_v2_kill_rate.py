@@ -33,8 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFORMANCE = ROOT / "conformance"
 CONTROL = app.CONTROL_PATH
 #: the suite's V2 modules (other protocols' checks are unsupported on this server anyway)
-V2_MODULES = ["test_health.py", "test_task_semantics.py",
-              *sorted(p.name for p in CONFORMANCE.glob("test_v2_*.py"))]
+V2_MODULES = [
+    "test_health.py",
+    "test_task_semantics.py",
+    *sorted(p.name for p in CONFORMANCE.glob("test_v2_*.py")),
+]
 GOAL = 0.95
 
 
@@ -45,8 +48,19 @@ def deviation_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
     log = tmp_path_factory.mktemp("deviation-server") / "server.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.deviation_server", "--http-port", str(http_port),
-             "--grpc-port", str(grpc_port)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "tests.deviation_server",
+                "--http-port",
+                str(http_port),
+                "--grpc-port",
+                str(grpc_port),
+            ],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{http_port}"
     try:
         deadline = time.monotonic() + 30
@@ -81,15 +95,27 @@ def _run(pytester: pytest.Pytester, server: tuple[str, str], *args: str) -> pyte
     if not empty.exists():
         empty.write_text("deviations: []\n")
     return pytester.inline_run(
-        *[str(CONFORMANCE / m) for m in V2_MODULES], "-p", "no:cacheprovider", "-q",
-        f"--target={url}", f"--grpc-target={grpc_address}",
-        "--features=hf-v2-kwargs,hf-v2-input0", f"--deviations={empty}",
-        f"--reports-dir={pytester.path / 'reports'}", "--tb=no", "-qq", *args)
+        *[str(CONFORMANCE / m) for m in V2_MODULES],
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        f"--target={url}",
+        f"--grpc-target={grpc_address}",
+        "--features=hf-v2-kwargs,hf-v2-input0",
+        f"--deviations={empty}",
+        f"--reports-dir={pytester.path / 'reports'}",
+        "--tb=no",
+        "-qq",
+        *args,
+    )
 
 
 def _failed_names(recorder: pytest.HookRecorder) -> list[str]:
-    return [r.nodeid.rsplit("::", 1)[-1]
-            for r in recorder.getreports("pytest_runtest_logreport") if r.failed]
+    return [
+        r.nodeid.rsplit("::", 1)[-1]
+        for r in recorder.getreports("pytest_runtest_logreport")
+        if r.failed
+    ]
 
 
 def caught_by(switch: Switch, failed: list[str]) -> list[str]:
@@ -101,8 +127,11 @@ def caught_by(switch: Switch, failed: list[str]) -> list[str]:
         for check in switch.checks:
             want, _, pattern = check.partition("[")
             pattern = pattern.rstrip("]")
-            if function == want and (not pattern or fnmatch.fnmatchcase(param, pattern)
-                                     or fnmatch.fnmatchcase(param, "*-" + pattern)):
+            if function == want and (
+                not pattern
+                or fnmatch.fnmatchcase(param, pattern)
+                or fnmatch.fnmatchcase(param, "*-" + pattern)
+            ):
                 hits.append(name)
                 break
     return hits
@@ -116,13 +145,15 @@ def test_registry_names_real_checks() -> None:
     """Every check a V2 switch names is a test function of the V2 conformance modules."""
     app.load_all()
     source = "\n".join((CONFORMANCE / m).read_text() for m in V2_MODULES)
-    unknown = sorted({f for s in _v2_switches() for f in s.check_functions
-                      if f"def {f}(" not in source})
+    unknown = sorted(
+        {f for s in _v2_switches() for f in s.check_functions if f"def {f}(" not in source}
+    )
     assert not unknown, f"switches name checks that do not exist: {unknown}"
 
 
-def test_every_v2_check_fails_under_its_switch(pytester: pytest.Pytester,
-                                               deviation_server: tuple[str, str]) -> None:
+def test_every_v2_check_fails_under_its_switch(
+    pytester: pytest.Pytester, deviation_server: tuple[str, str]
+) -> None:
     """With no switch on the V2 suite passes; each switch makes a check it names fail; the
     kill rate (switches caught / switches) reaches the goal."""
     app.load_all()
@@ -139,16 +170,27 @@ def test_every_v2_check_fails_under_its_switch(pytester: pytest.Pytester,
     started = time.monotonic()
     for switch in v2_switches:
         _set_switches(url, [switch.name])
-        recorder = _run(pytester, deviation_server, "-k", " or ".join(switch.check_functions),
-                        )
+        recorder = _run(
+            pytester,
+            deviation_server,
+            "-k",
+            " or ".join(switch.check_functions),
+        )
         failed = _failed_names(recorder)
         if not caught_by(switch, failed):
             survivors[switch.name] = failed
     _set_switches(url, [])
     caught = len(v2_switches) - len(survivors)
     rate = caught / len(v2_switches)
-    summary = {"switches": len(v2_switches), "caught": caught, "kill_rate": round(rate, 4),
-               "survivors": survivors, "seconds": round(time.monotonic() - started, 1)}
-    print(f"\nV2 kill rate: {caught}/{len(v2_switches)} = {rate:.1%} "
-          f"({summary['seconds']} s)\n{json.dumps(survivors, indent=1)}")
+    summary = {
+        "switches": len(v2_switches),
+        "caught": caught,
+        "kill_rate": round(rate, 4),
+        "survivors": survivors,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    print(
+        f"\nV2 kill rate: {caught}/{len(v2_switches)} = {rate:.1%} "
+        f"({summary['seconds']} s)\n{json.dumps(survivors, indent=1)}"
+    )
     assert rate >= GOAL, f"kill rate {rate:.1%} below {GOAL:.0%}: {json.dumps(summary)}"

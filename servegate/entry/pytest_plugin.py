@@ -374,9 +374,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
                     check=check_id(item.nodeid, callspec.params),
                     task=callspec.params.get("task"),
                     features=needed,
-                    rule=(
-                        rule.args[0] if rule else (item.obj.__doc__ or "").strip().split("\n")[0]
-                    )
+                    rule=(rule.args[0] if rule else (item.obj.__doc__ or "").strip().split("\n")[0])
                     if hasattr(item, "obj")
                     else "",
                     exc=call.excinfo.value if call.excinfo is not None else None,

@@ -155,7 +155,7 @@ def abort(environment: Environment, message: str) -> None:
     environment.process_exit_code = EXIT_ABORTED
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
-        runner.send_message(ABORT_MESSAGE, message)
+        runner.send_message(ABORT_MESSAGE, {"message": message})
         return
     if runner is None:
         return
@@ -246,9 +246,9 @@ def options(environment: Environment) -> ScenarioOptions:
 
 
 def report_name(environment: Environment) -> str:
-    parsed = environment.parsed_options
-    if getattr(parsed, "report_name", ""):
-        return str(parsed.report_name)
+    name = getattr(environment.parsed_options, "report_name", "")
+    if name:
+        return str(name)
     names = sorted(u.__name__ for u in environment.user_classes)
     return "-".join(n.removesuffix("User").lower() for n in names) or "run"
 
@@ -283,7 +283,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
         STATE.aborted = str(exc)
     if isinstance(environment.runner, MasterRunner):
         environment.runner.register_message(
-            ABORT_MESSAGE, lambda msg, **_: abort(environment, msg.data)
+            ABORT_MESSAGE, lambda msg, **_: abort(environment, msg.data["message"])
         )
 
 

@@ -116,9 +116,7 @@ def split_body(body: bytes, header_length: int | str | None, key: str) -> dict[s
         except (TypeError, ValueError):
             raise BinaryFormatError(f"{HEADER} {header_length!r} is not an integer") from None
         if not 0 <= length <= len(body):
-            raise BinaryFormatError(
-                f"{HEADER} {length} is outside the {len(body)}-byte body"
-            )
+            raise BinaryFormatError(f"{HEADER} {length} is outside the {len(body)}-byte body")
     try:
         head = json.loads(body[:length])
     except (ValueError, RecursionError) as exc:

@@ -77,7 +77,11 @@ class Transport(Protocol):
     """
 
     def send(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None,
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
         timeout: float | None,
     ) -> tuple[int, httpx.Headers, bytes]: ...
 
@@ -166,7 +170,10 @@ class HttpSession:
         if self.transport is not None:
             hdrs = {**self.connection.headers, **hdrs}
             status, resp_headers, content = self.transport.send(
-                method, self.base_url + path, hdrs, body,
+                method,
+                self.base_url + path,
+                hdrs,
+                body,
                 timeout if timeout is not None else self.connection.timeout,
             )
             exchange.status = status

@@ -58,7 +58,9 @@ class GrpcReply:
 class V2GrpcClient:
     """Every V2 gRPC RPC; each call returns a GrpcReply for the caller to judge."""
 
-    def __init__(self, address: str, timeout: float = 30.0, metadata: Sequence[tuple[str, str]] = ()):
+    def __init__(
+        self, address: str, timeout: float = 30.0, metadata: Sequence[tuple[str, str]] = ()
+    ):
         self.address = address
         self.timeout = timeout
         self.metadata = tuple(metadata)
@@ -82,9 +84,7 @@ class V2GrpcClient:
             request_body=excerpt(text_format.MessageToString(request, as_one_line=True)),
         )
         try:
-            message = getattr(self.stub, rpc)(
-                request, timeout=self.timeout, metadata=self.metadata
-            )
+            message = getattr(self.stub, rpc)(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.RpcError as err:
             code = err.code()  # type: ignore[attr-defined]
             details = err.details() or ""  # type: ignore[attr-defined]

@@ -218,15 +218,20 @@ def token_vectors(result: Any) -> list[list[float]]:
     return result if isinstance(result, list) else []
 
 
-def check_vectors(vectors: Sequence[Any], model: ModelInfo, evidence: HasExchange, *,
-                  unit_length: bool = False) -> None:
+def check_vectors(
+    vectors: Sequence[Any], model: ModelInfo, evidence: HasExchange, *, unit_length: bool = False
+) -> None:
     """Several embeddings (one per token or per text): each valid, all of one length."""
     expect(vectors, "feature-extraction returns one vector per token", "no vectors", evidence)
     for vector in vectors:
         check_vector(vector, model, evidence, unit_length=unit_length)
     lengths = sorted({len(v) for v in vectors})
-    expect(len(lengths) == 1, "every embedding of one model has the same length",
-           f"vector lengths {lengths}", evidence)
+    expect(
+        len(lengths) == 1,
+        "every embedding of one model has the same length",
+        f"vector lengths {lengths}",
+        evidence,
+    )
 
 
 def check_task_result(task: str, result: Any, model: ModelInfo, evidence: HasExchange) -> None:
@@ -243,7 +248,8 @@ def check_task_result(task: str, result: Any, model: ModelInfo, evidence: HasExc
     elif task == "text-generation":
         check_generated(result[0] if result else None, examples.PROMPT, evidence, full_text=True)
     elif task == "text2text-generation":
-        check_generated(result[0] if result else None, examples.TEXT2TEXT, evidence,
-                        full_text=False)
+        check_generated(
+            result[0] if result else None, examples.TEXT2TEXT, evidence, full_text=False
+        )
     elif task == "feature-extraction":
         check_vectors(token_vectors(result), model, evidence)

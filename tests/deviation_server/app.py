@@ -63,10 +63,12 @@ async def _control(request: Request) -> Response:
         except KeyError as exc:
             return JSONResponse({"error": f"unknown switch(es): {exc.args[0]}"}, status_code=400)
         _reset()
-    return JSONResponse({
-        "on": BOARD.active,
-        "switches": [asdict(s) for s in REGISTRY.values()],
-    })
+    return JSONResponse(
+        {
+            "on": BOARD.active,
+            "switches": [asdict(s) for s in REGISTRY.values()],
+        }
+    )
 
 
 def build_app() -> Starlette:

@@ -24,17 +24,40 @@ import numpy as np
 
 from tests.deviation_server.switches import BOARD, switch
 
-DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-             "FP16", "FP32", "FP64", "BYTES")
-INT_RANGES = {dt: (int(np.iinfo(dt.lower()).min), int(np.iinfo(dt.lower()).max))
-              for dt in ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64")}
+DATATYPES = (
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+)
+INT_RANGES = {
+    dt: (int(np.iinfo(dt.lower()).min), int(np.iinfo(dt.lower()).max))
+    for dt in ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64")
+}
 FLOAT_DTYPES = {"FP16": np.float16, "FP32": np.float32, "FP64": np.float64}
 SUM_SUFFIX = "_sum"
 
 NUMERIC_MODEL = "numeric-echo"
 NUMERIC_VERSION = "1"
-TASKS = ("text-classification", "token-classification", "question-answering", "fill-mask",
-         "text-generation", "text2text-generation", "feature-extraction", "image-classification")
+TASKS = (
+    "text-classification",
+    "token-classification",
+    "question-answering",
+    "fill-mask",
+    "text-generation",
+    "text2text-generation",
+    "feature-extraction",
+    "image-classification",
+)
 LABELS = ("NEGATIVE", "POSITIVE")
 NER_LABELS = ("O", "B-ORG", "I-ORG", "B-PER", "I-PER", "B-LOC", "I-LOC")
 HIDDEN = 8
@@ -43,90 +66,175 @@ MASK = "[MASK]"
 KWARG_NAMES = {"args", "array_inputs", "inputs", "question", "context", "images"}
 
 SUM_WRONG = switch(
-    "sum-wrong", "v2-tensors", "the numeric model's _sum output is off by one",
-    ["test_numeric_sum_output_is_the_sum"])
+    "sum-wrong",
+    "v2-tensors",
+    "the numeric model's _sum output is off by one",
+    ["test_numeric_sum_output_is_the_sum"],
+)
 INT64_VIA_FLOAT = switch(
-    "int64-via-float", "v2-tensors", "64-bit integers pass through a float64 (precision lost)",
-    ["test_datatype_round_trips_flat[INT64*]", "test_datatype_round_trips_flat[UINT64*]",
-     "test_rest_hypothesis_round_trip_is_exact"])
+    "int64-via-float",
+    "v2-tensors",
+    "64-bit integers pass through a float64 (precision lost)",
+    [
+        "test_datatype_round_trips_flat[INT64*]",
+        "test_datatype_round_trips_flat[UINT64*]",
+        "test_rest_hypothesis_round_trip_is_exact",
+    ],
+)
 FP64_VIA_FP32 = switch(
-    "fp64-via-fp32", "v2-tensors", "FP64 tensors are rounded to float32",
-    ["test_datatype_round_trips_flat[FP64*]", "test_rest_hypothesis_round_trip_is_exact"])
+    "fp64-via-fp32",
+    "v2-tensors",
+    "FP64 tensors are rounded to float32",
+    ["test_datatype_round_trips_flat[FP64*]", "test_rest_hypothesis_round_trip_is_exact"],
+)
 BOOL_AS_INT = switch(
-    "bool-as-int", "v2-tensors", "BOOL outputs carry 0/1 numbers instead of true/false",
-    ["test_datatype_round_trips_flat[BOOL*]", "test_response_tensors_are_well_formed"])
+    "bool-as-int",
+    "v2-tensors",
+    "BOOL outputs carry 0/1 numbers instead of true/false",
+    ["test_datatype_round_trips_flat[BOOL*]", "test_response_tensors_are_well_formed"],
+)
 BYTES_UPPERCASED = switch(
-    "bytes-uppercased", "v2-tensors", "BYTES elements come back changed",
-    ["test_datatype_round_trips_flat[BYTES*]"])
+    "bytes-uppercased",
+    "v2-tensors",
+    "BYTES elements come back changed",
+    ["test_datatype_round_trips_flat[BYTES*]"],
+)
 NESTED_REJECTED = switch(
-    "nested-rejected", "v2-tensors", "nested (multi-dimensional) JSON data is refused",
-    ["test_datatype_round_trips_nested"])
+    "nested-rejected",
+    "v2-tensors",
+    "nested (multi-dimensional) JSON data is refused",
+    ["test_datatype_round_trips_nested"],
+)
 SHAPE_MISMATCH = switch(
-    "response-shape-mismatch", "v2-tensors",
+    "response-shape-mismatch",
+    "v2-tensors",
     "an output's shape does not match its element count",
-    ["test_response_tensors_are_well_formed", "test_grpc_response_tensors_are_well_formed"])
+    ["test_response_tensors_are_well_formed", "test_grpc_response_tensors_are_well_formed"],
+)
 DATATYPE_MISLABELLED = switch(
-    "datatype-mislabelled", "v2-tensors", "FP32 outputs are labelled INT8 (values do not fit)",
-    ["test_response_tensors_are_well_formed", "test_grpc_response_tensors_are_well_formed"])
+    "datatype-mislabelled",
+    "v2-tensors",
+    "FP32 outputs are labelled INT8 (values do not fit)",
+    ["test_response_tensors_are_well_formed", "test_grpc_response_tensors_are_well_formed"],
+)
 DATATYPE_UNKNOWN = switch(
-    "datatype-unknown-name", "v2-tensors", "INT32 outputs are labelled with a non-V2 name",
-    ["test_response_tensors_are_well_formed", "test_grpc_response_tensors_are_well_formed"])
+    "datatype-unknown-name",
+    "v2-tensors",
+    "INT32 outputs are labelled with a non-V2 name",
+    ["test_response_tensors_are_well_formed", "test_grpc_response_tensors_are_well_formed"],
+)
 
 LABEL_EMPTY = switch(
-    "label-empty", "v2-tasks", "classification labels are empty strings",
-    ["test_v2_pipeline_result_is_meaningful[text-classification*]",
-     "test_v2_kwargs_grpc_result_is_meaningful[text-classification*]"])
+    "label-empty",
+    "v2-tasks",
+    "classification labels are empty strings",
+    [
+        "test_v2_pipeline_result_is_meaningful[text-classification*]",
+        "test_v2_kwargs_grpc_result_is_meaningful[text-classification*]",
+    ],
+)
 SCORE_OUT_OF_RANGE = switch(
-    "score-out-of-range", "v2-tasks", "classification scores above 1",
-    ["test_v2_pipeline_result_is_meaningful[text-classification*]"])
+    "score-out-of-range",
+    "v2-tasks",
+    "classification scores above 1",
+    ["test_v2_pipeline_result_is_meaningful[text-classification*]"],
+)
 ENTITY_OFFSETS_WRONG = switch(
-    "entity-offsets-wrong", "v2-tasks", "token-classification end offsets shifted by one",
-    ["test_v2_pipeline_result_is_meaningful[token-classification*]"])
+    "entity-offsets-wrong",
+    "v2-tasks",
+    "token-classification end offsets shifted by one",
+    ["test_v2_pipeline_result_is_meaningful[token-classification*]"],
+)
 QA_NOT_A_SLICE = switch(
-    "qa-answer-not-a-slice", "v2-tasks", "the QA answer is not context[start:end]",
-    ["test_v2_pipeline_result_is_meaningful[question-answering*]"])
+    "qa-answer-not-a-slice",
+    "v2-tasks",
+    "the QA answer is not context[start:end]",
+    ["test_v2_pipeline_result_is_meaningful[question-answering*]"],
+)
 FILL_MASK_ASCENDING = switch(
-    "fill-mask-ascending", "v2-tasks", "fill-mask candidates are worst first",
-    ["test_v2_pipeline_result_is_meaningful[fill-mask*]"])
+    "fill-mask-ascending",
+    "v2-tasks",
+    "fill-mask candidates are worst first",
+    ["test_v2_pipeline_result_is_meaningful[fill-mask*]"],
+)
 GENERATION_DROPS_PROMPT = switch(
-    "generation-drops-prompt", "v2-tasks", "text-generation returns only the new text",
-    ["test_v2_pipeline_result_is_meaningful[text-generation*]"])
+    "generation-drops-prompt",
+    "v2-tasks",
+    "text-generation returns only the new text",
+    ["test_v2_pipeline_result_is_meaningful[text-generation*]"],
+)
 TEXT2TEXT_NO_TEXT = switch(
-    "text2text-no-text", "v2-tasks", "text2text-generation answers without generated_text",
-    ["test_v2_pipeline_result_is_meaningful[text2text-generation*]"])
+    "text2text-no-text",
+    "v2-tasks",
+    "text2text-generation answers without generated_text",
+    ["test_v2_pipeline_result_is_meaningful[text2text-generation*]"],
+)
 EMBEDDING_RAGGED = switch(
-    "embedding-ragged", "v2-tasks", "embedding vectors of different lengths",
-    ["test_v2_pipeline_result_is_meaningful[feature-extraction*]",
-     "test_v2_input0_result_is_meaningful[feature-extraction*]"])
+    "embedding-ragged",
+    "v2-tasks",
+    "embedding vectors of different lengths",
+    [
+        "test_v2_pipeline_result_is_meaningful[feature-extraction*]",
+        "test_v2_input0_result_is_meaningful[feature-extraction*]",
+    ],
+)
 IMAGE_LABEL_EMPTY = switch(
-    "image-label-empty", "v2-tasks", "image-classification labels are empty",
-    ["test_v2_pipeline_result_is_meaningful[image-classification*]"])
+    "image-label-empty",
+    "v2-tasks",
+    "image-classification labels are empty",
+    ["test_v2_pipeline_result_is_meaningful[image-classification*]"],
+)
 KWARGS_OUTPUT_MISNAMED = switch(
-    "kwargs-output-misnamed", "v2-tasks", "the MLServer-encoded result is not named 'output'",
-    ["test_v2_pipeline_result_is_meaningful", "test_mlserver_documented_example_is_answered"])
+    "kwargs-output-misnamed",
+    "v2-tasks",
+    "the MLServer-encoded result is not named 'output'",
+    ["test_v2_pipeline_result_is_meaningful", "test_mlserver_documented_example_is_answered"],
+)
 CLASS_ID_NEGATIVE = switch(
-    "class-id-negative", "v2-tasks", "KServe-encoded class ids are negative",
-    ["test_v2_input0_result_is_meaningful[text-classification*]"])
+    "class-id-negative",
+    "v2-tasks",
+    "KServe-encoded class ids are negative",
+    ["test_v2_input0_result_is_meaningful[text-classification*]"],
+)
 TOKEN_IDS_FLAT = switch(
-    "token-ids-flat", "v2-tasks", "KServe-encoded token label ids lose the [N, 1, seq] shape",
-    ["test_v2_input0_result_is_meaningful[token-classification*]"])
+    "token-ids-flat",
+    "v2-tasks",
+    "KServe-encoded token label ids lose the [N, 1, seq] shape",
+    ["test_v2_input0_result_is_meaningful[token-classification*]"],
+)
 FILL_TOKEN_EMPTY = switch(
-    "fill-token-empty", "v2-tasks", "KServe-encoded fill-mask tokens are empty",
-    ["test_v2_input0_result_is_meaningful[fill-mask*]"])
+    "fill-token-empty",
+    "v2-tasks",
+    "KServe-encoded fill-mask tokens are empty",
+    ["test_v2_input0_result_is_meaningful[fill-mask*]"],
+)
 EMBEDDING_NOT_UNIT = switch(
-    "embedding-not-unit", "v2-tasks", "KServe-encoded embeddings are not L2-normalised",
-    ["test_v2_input0_result_is_meaningful[feature-extraction*]"])
+    "embedding-not-unit",
+    "v2-tasks",
+    "KServe-encoded embeddings are not L2-normalised",
+    ["test_v2_input0_result_is_meaningful[feature-extraction*]"],
+)
 INPUT0_BATCH_IGNORED = switch(
-    "input0-batch-ignored", "v2-tasks", "KServe-encoded requests answer only the first text",
-    ["test_v2_input0_batch_gives_one_row_per_text", "test_kserve_documented_example_is_answered"])
+    "input0-batch-ignored",
+    "v2-tasks",
+    "KServe-encoded requests answer only the first text",
+    ["test_v2_input0_batch_gives_one_row_per_text", "test_kserve_documented_example_is_answered"],
+)
 METADATA_OUTPUTS_MISNAMED = switch(
-    "metadata-outputs-misnamed", "v2-tasks",
+    "metadata-outputs-misnamed",
+    "v2-tasks",
     "task models' metadata declares an output named differently from the one returned",
-    ["test_kwargs_outputs_are_declared_in_model_metadata",
-     "test_input0_outputs_are_declared_in_model_metadata"])
+    [
+        "test_kwargs_outputs_are_declared_in_model_metadata",
+        "test_input0_outputs_are_declared_in_model_metadata",
+    ],
+)
 INPUT0_OUTPUT_MISNAMED = switch(
-    "input0-output-misnamed", "v2-tasks", "KServe-encoded outputs are not named output-0",
-    ["test_v2_input0_result_is_meaningful", "test_kserve_documented_example_is_answered"])
+    "input0-output-misnamed",
+    "v2-tasks",
+    "KServe-encoded outputs are not named output-0",
+    ["test_v2_input0_result_is_meaningful", "test_kserve_documented_example_is_answered"],
+)
 
 
 class InvalidInput(Exception):
@@ -161,13 +269,25 @@ class Model:
         """(inputs, outputs) tensor metadata."""
         if self.task is None:
             ins = [{"name": dt.lower(), "datatype": dt, "shape": [-1]} for dt in DATATYPES]
-            outs = ins + [{"name": dt.lower() + SUM_SUFFIX, "datatype": "FP64", "shape": [1]}
-                          for dt in DATATYPES if dt != "BYTES"]
+            outs = ins + [
+                {"name": dt.lower() + SUM_SUFFIX, "datatype": "FP64", "shape": [1]}
+                for dt in DATATYPES
+                if dt != "BYTES"
+            ]
             return ins, outs
         # it answers in both encodings, so it declares both encodings' outputs
-        outs = [{"name": "output", "datatype": "BYTES", "shape": [-1, 1]},
-                {"name": "output-0", "datatype": "BYTES" if self.task == "fill-mask" else
-                 "FP64" if self.task == "feature-extraction" else "INT64", "shape": [-1]}]
+        outs = [
+            {"name": "output", "datatype": "BYTES", "shape": [-1, 1]},
+            {
+                "name": "output-0",
+                "datatype": "BYTES"
+                if self.task == "fill-mask"
+                else "FP64"
+                if self.task == "feature-extraction"
+                else "INT64",
+                "shape": [-1],
+            },
+        ]
         if BOARD.on(METADATA_OUTPUTS_MISNAMED):
             outs[0]["name"] = "outputs"
         return [{"name": "args", "datatype": "BYTES", "shape": [-1]}], outs
@@ -205,8 +325,10 @@ def validate(tensor: Tensor) -> None:
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 0:
             raise InvalidInput(f"input {tensor.name!r}: bad dimension {dim!r} in the shape")
     if element_count(tensor.shape) != len(tensor.data):
-        raise InvalidInput(f"input {tensor.name!r}: shape {tensor.shape} needs "
-                           f"{element_count(tensor.shape)} elements, got {len(tensor.data)}")
+        raise InvalidInput(
+            f"input {tensor.name!r}: shape {tensor.shape} needs "
+            f"{element_count(tensor.shape)} elements, got {len(tensor.data)}"
+        )
     dt = tensor.datatype
     for value in tensor.data:
         if dt == "BYTES":
@@ -217,8 +339,11 @@ def validate(tensor: Tensor) -> None:
             lo, hi = INT_RANGES[dt]
             ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
         else:
-            ok = (isinstance(value, int | float) and not isinstance(value, bool)
-                  and math.isfinite(value))
+            ok = (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            )
         if not ok:
             raise InvalidInput(f"input {tensor.name!r}: element {value!r} is not a {dt}")
 
@@ -238,8 +363,9 @@ def infer(model: Model, inputs: list[Tensor], requested: list[str] | None) -> li
     by_name = {t.name: t for t in produced}
     unknown = [n for n in requested if n not in by_name]
     if unknown:
-        raise InvalidInput(f"requested output(s) {unknown} are not produced; "
-                           f"available: {sorted(by_name)}")
+        raise InvalidInput(
+            f"requested output(s) {unknown} are not produced; available: {sorted(by_name)}"
+        )
     return [by_name[n] for n in requested]
 
 
@@ -267,8 +393,9 @@ def _numeric(inputs: list[Tensor]) -> list[Tensor]:
             data = [v + 1000.5 for v in data]
         if t.datatype == "INT32" and BOARD.on(DATATYPE_UNKNOWN):
             datatype = "INTEGER32"
-        params = {"content_type": t.parameters["content_type"]} if "content_type" in \
-            t.parameters else {}
+        params = (
+            {"content_type": t.parameters["content_type"]} if "content_type" in t.parameters else {}
+        )
         out.append(Tensor(t.name, datatype, shape, data, params))
         if t.datatype != "BYTES":
             total = math.fsum(float(v) for v in t.data)
@@ -300,6 +427,7 @@ def _task(task: str, inputs: list[Tensor]) -> list[Tensor]:
 
 def _kwargs_answer(task: str, by_name: dict[str, Tensor]) -> list[Tensor]:
     """MLServer's encoding: one BYTES output ``output`` [N, 1] of JSON items."""
+
     def text_of(*names: str) -> str:
         for name in names:
             if name in by_name:
@@ -312,8 +440,11 @@ def _kwargs_answer(task: str, by_name: dict[str, Tensor]) -> list[Tensor]:
     if task in ("text-classification", "image-classification"):
         if task == "image-classification":
             text_of("images", "inputs", "args")
-        label = "" if BOARD.on(LABEL_EMPTY if task == "text-classification"
-                                else IMAGE_LABEL_EMPTY) else LABELS[1]
+        label = (
+            ""
+            if BOARD.on(LABEL_EMPTY if task == "text-classification" else IMAGE_LABEL_EMPTY)
+            else LABELS[1]
+        )
         score = 1.5 if BOARD.on(SCORE_OUT_OF_RANGE) else 0.75
         items = [{"label": label, "score": score}]
     elif task == "token-classification":
@@ -321,8 +452,16 @@ def _kwargs_answer(task: str, by_name: dict[str, Tensor]) -> list[Tensor]:
         items = []
         for i, m in enumerate(re.finditer(r"\w+", text)):
             end = m.end() + (1 if BOARD.on(ENTITY_OFFSETS_WRONG) else 0)
-            items.append({"entity": NER_LABELS[1 + i % 6], "score": 0.5, "index": i + 1,
-                          "word": m.group(0).lower(), "start": m.start(), "end": end})
+            items.append(
+                {
+                    "entity": NER_LABELS[1 + i % 6],
+                    "score": 0.5,
+                    "index": i + 1,
+                    "word": m.group(0).lower(),
+                    "start": m.start(),
+                    "end": end,
+                }
+            )
     elif task == "question-answering":
         context = text_of("context")
         text_of("question")
@@ -339,18 +478,27 @@ def _kwargs_answer(task: str, by_name: dict[str, Tensor]) -> list[Tensor]:
         scores = [0.4, 0.3, 0.15, 0.1, 0.05]
         if BOARD.on(FILL_MASK_ASCENDING):
             scores.reverse()
-        items = [{"score": s, "token": i + 10, "token_str": tok,
-                  "sequence": text.replace(MASK, tok)} for i, (tok, s) in
-                 enumerate(zip(tokens, scores, strict=True))]
+        items = [
+            {"score": s, "token": i + 10, "token_str": tok, "sequence": text.replace(MASK, tok)}
+            for i, (tok, s) in enumerate(zip(tokens, scores, strict=True))
+        ]
     elif task == "text-generation":
         prompt = text_of("args", "inputs")
         generated = " and then some more words"
-        items = [{"generated_text": generated if BOARD.on(GENERATION_DROPS_PROMPT)
-                  else prompt + generated}]
+        items = [
+            {
+                "generated_text": generated
+                if BOARD.on(GENERATION_DROPS_PROMPT)
+                else prompt + generated
+            }
+        ]
     elif task == "text2text-generation":
         text_of("args", "inputs")
-        items = [{"summary": "Das Haus"} if BOARD.on(TEXT2TEXT_NO_TEXT)
-                 else {"generated_text": "Das Haus ist wunderbar."}]
+        items = [
+            {"summary": "Das Haus"}
+            if BOARD.on(TEXT2TEXT_NO_TEXT)
+            else {"generated_text": "Das Haus ist wunderbar."}
+        ]
     else:  # feature-extraction
         text = text_of("args", "inputs")
         words = re.findall(r"\w+", text) or [text]

@@ -18,70 +18,139 @@ BAD = "test_bad_grpc_request_gets_the_right_status"
 
 #: datatype -> typed contents field (FP16 has none: raw only)
 FIELDS = {
-    "BOOL": "bool_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
-    "UINT32": "uint_contents", "UINT64": "uint64_contents", "INT8": "int_contents",
-    "INT16": "int_contents", "INT32": "int_contents", "INT64": "int64_contents",
-    "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+    "BOOL": "bool_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
 }
 ALL_FIELDS = sorted(set(FIELDS.values()))
 
-NOT_READY = switch("grpc-not-ready", "v2-grpc", "ServerReady answers ready=false",
-                   ["test_grpc_server_live_and_ready"])
-NOT_LIVE = switch("grpc-not-live", "v2-grpc", "ServerLive answers live=false",
-                  ["test_grpc_server_live_and_ready"])
-META_NO_VERSION = switch("grpc-server-metadata-no-version", "v2-grpc",
-                         "ServerMetadata has an empty version",
-                         ["test_grpc_server_metadata_names_server_version"])
-MODEL_NOT_READY = switch("grpc-model-not-ready", "v2-grpc", "ModelReady answers ready=false",
-                         ["test_grpc_every_model_is_ready"])
+NOT_READY = switch(
+    "grpc-not-ready",
+    "v2-grpc",
+    "ServerReady answers ready=false",
+    ["test_grpc_server_live_and_ready"],
+)
+NOT_LIVE = switch(
+    "grpc-not-live", "v2-grpc", "ServerLive answers live=false", ["test_grpc_server_live_and_ready"]
+)
+META_NO_VERSION = switch(
+    "grpc-server-metadata-no-version",
+    "v2-grpc",
+    "ServerMetadata has an empty version",
+    ["test_grpc_server_metadata_names_server_version"],
+)
+MODEL_NOT_READY = switch(
+    "grpc-model-not-ready",
+    "v2-grpc",
+    "ModelReady answers ready=false",
+    ["test_grpc_every_model_is_ready"],
+)
 MODEL_META_WRONG_NAME = switch(
-    "grpc-model-metadata-wrong-name", "v2-grpc", "ModelMetadata names another model",
-    ["test_grpc_model_metadata_describes_every_model"])
+    "grpc-model-metadata-wrong-name",
+    "v2-grpc",
+    "ModelMetadata names another model",
+    ["test_grpc_model_metadata_describes_every_model"],
+)
 MODEL_META_BAD_DATATYPE = switch(
-    "grpc-model-metadata-bad-datatype", "v2-grpc", "ModelMetadata tensors use 'float32'",
-    ["test_grpc_model_metadata_describes_every_model"])
+    "grpc-model-metadata-bad-datatype",
+    "v2-grpc",
+    "ModelMetadata tensors use 'float32'",
+    ["test_grpc_model_metadata_describes_every_model"],
+)
 TYPED_WRONG_FIELD = switch(
-    "grpc-typed-wrong-field", "v2-grpc", "INT8/INT16 outputs are put in int64_contents",
-    ["test_grpc_typed_contents_round_trip[INT8*]", "test_grpc_typed_contents_round_trip[INT16*]"])
+    "grpc-typed-wrong-field",
+    "v2-grpc",
+    "INT8/INT16 outputs are put in int64_contents",
+    ["test_grpc_typed_contents_round_trip[INT8*]", "test_grpc_typed_contents_round_trip[INT16*]"],
+)
 RAW_BIG_ENDIAN = switch(
-    "grpc-raw-big-endian", "v2-grpc", "raw INT32/FP32 inputs are read big-endian",
-    ["test_grpc_raw_contents_round_trip[INT32*]", "test_grpc_raw_contents_round_trip[FP32*]",
-     "test_grpc_hypothesis_round_trip_is_exact"])
+    "grpc-raw-big-endian",
+    "v2-grpc",
+    "raw INT32/FP32 inputs are read big-endian",
+    [
+        "test_grpc_raw_contents_round_trip[INT32*]",
+        "test_grpc_raw_contents_round_trip[FP32*]",
+        "test_grpc_hypothesis_round_trip_is_exact",
+    ],
+)
 RAW_BYTES_NO_PREFIX = switch(
-    "grpc-raw-bytes-no-prefix", "v2-grpc", "raw BYTES outputs lack length prefixes",
-    ["test_grpc_raw_contents_round_trip[BYTES*]"])
-ID_NOT_ECHOED = switch("grpc-id-not-echoed", "v2-grpc", "ModelInfer does not return the id",
-                       ["test_grpc_infer_echoes_request_id"])
-WRONG_MODEL_NAME = switch("grpc-wrong-model-name", "v2-grpc",
-                          "ModelInfer responses name another model",
-                          ["test_grpc_infer_names_the_model"])
-OUTPUTS_IGNORED = switch("grpc-outputs-ignored", "v2-grpc", "requested outputs are ignored",
-                         ["test_grpc_outputs_limit_what_comes_back"])
-PARAMS_REJECTED = switch("grpc-parameters-rejected", "v2-grpc",
-                         "request parameters give INVALID_ARGUMENT",
-                         ["test_grpc_accepts_request_and_tensor_parameters"])
-DIFFERS_FROM_REST = switch("grpc-differs-from-rest", "v2-grpc",
-                           "the numeric model's sums differ over gRPC",
-                           ["test_rest_and_grpc_give_the_same_outputs"])
+    "grpc-raw-bytes-no-prefix",
+    "v2-grpc",
+    "raw BYTES outputs lack length prefixes",
+    ["test_grpc_raw_contents_round_trip[BYTES*]"],
+)
+ID_NOT_ECHOED = switch(
+    "grpc-id-not-echoed",
+    "v2-grpc",
+    "ModelInfer does not return the id",
+    ["test_grpc_infer_echoes_request_id"],
+)
+WRONG_MODEL_NAME = switch(
+    "grpc-wrong-model-name",
+    "v2-grpc",
+    "ModelInfer responses name another model",
+    ["test_grpc_infer_names_the_model"],
+)
+OUTPUTS_IGNORED = switch(
+    "grpc-outputs-ignored",
+    "v2-grpc",
+    "requested outputs are ignored",
+    ["test_grpc_outputs_limit_what_comes_back"],
+)
+PARAMS_REJECTED = switch(
+    "grpc-parameters-rejected",
+    "v2-grpc",
+    "request parameters give INVALID_ARGUMENT",
+    ["test_grpc_accepts_request_and_tensor_parameters"],
+)
+DIFFERS_FROM_REST = switch(
+    "grpc-differs-from-rest",
+    "v2-grpc",
+    "the numeric model's sums differ over gRPC",
+    ["test_rest_and_grpc_give_the_same_outputs"],
+)
 UNKNOWN_MODEL_INTERNAL = switch(
-    "grpc-unknown-model-internal", "v2-grpc", "an unknown model gives INTERNAL",
-    ["test_grpc_unknown_model_is_not_found", f"{BAD}[unknown-model*]"])
+    "grpc-unknown-model-internal",
+    "v2-grpc",
+    "an unknown model gives INTERNAL",
+    ["test_grpc_unknown_model_is_not_found", f"{BAD}[unknown-model*]"],
+)
 UNKNOWN_MODEL_INVALID = switch(
-    "grpc-unknown-model-invalid", "v2-grpc", "an unknown model gives INVALID_ARGUMENT",
-    ["test_grpc_unknown_model_is_not_found"])
+    "grpc-unknown-model-invalid",
+    "v2-grpc",
+    "an unknown model gives INVALID_ARGUMENT",
+    ["test_grpc_unknown_model_is_not_found"],
+)
 INVALID_AS_INTERNAL = switch(
-    "grpc-invalid-as-internal", "v2-grpc", "every refused request gives INTERNAL",
-    [BAD])
+    "grpc-invalid-as-internal", "v2-grpc", "every refused request gives INTERNAL", [BAD]
+)
 RAW_SHORT_INTERNAL = switch(
-    "grpc-raw-short-internal", "v2-grpc", "raw contents short of the shape give INTERNAL",
-    [f"{BAD}[raw-short-of-shape*]"])
+    "grpc-raw-short-internal",
+    "v2-grpc",
+    "raw contents short of the shape give INTERNAL",
+    [f"{BAD}[raw-short-of-shape*]"],
+)
 MIXED_ACCEPTED = switch(
-    "grpc-mixed-contents-accepted", "v2-grpc", "raw and typed contents together are accepted",
-    [f"{BAD}[raw-and-typed*]"])
+    "grpc-mixed-contents-accepted",
+    "v2-grpc",
+    "raw and typed contents together are accepted",
+    [f"{BAD}[raw-and-typed*]"],
+)
 WRONG_FIELD_ACCEPTED = switch(
-    "grpc-wrong-field-accepted", "v2-grpc",
+    "grpc-wrong-field-accepted",
+    "v2-grpc",
     "values in another datatype's contents field are accepted",
-    [f"{BAD}[contents-in-wrong-field*]"])
+    [f"{BAD}[contents-in-wrong-field*]"],
+)
 
 
 class _Abort(Exception):
@@ -108,9 +177,13 @@ def _handled(method):
         except _Abort as exc:
             context.abort(exc.code, str(exc))
         except InvalidInput as exc:
-            code = (grpc.StatusCode.INTERNAL if BOARD.on(INVALID_AS_INTERNAL)
-                    else grpc.StatusCode.INVALID_ARGUMENT)
+            code = (
+                grpc.StatusCode.INTERNAL
+                if BOARD.on(INVALID_AS_INTERNAL)
+                else grpc.StatusCode.INVALID_ARGUMENT
+            )
             context.abort(code, str(exc))
+
     return wrapped
 
 
@@ -121,8 +194,7 @@ def _param_value(p: pb.InferParameter) -> Any:
 
 def _input_tensors(request: pb.ModelInferRequest) -> list[Tensor]:
     raw = list(request.raw_input_contents)
-    typed_used = any(
-        len(getattr(t.contents, f)) for t in request.inputs for f in ALL_FIELDS)
+    typed_used = any(len(getattr(t.contents, f)) for t in request.inputs for f in ALL_FIELDS)
     if raw and typed_used and not BOARD.on(MIXED_ACCEPTED):
         raise InvalidInput("raw_input_contents and typed contents cannot be mixed")
     if raw and len(raw) != len(request.inputs):
@@ -138,8 +210,12 @@ def _input_tensors(request: pb.ModelInferRequest) -> list[Tensor]:
                 data_raw = _swap(data_raw, 4)
             count = models.element_count(shape) if all(d >= 0 for d in shape) else -1
             size = binary_tensor.NUMPY_DTYPES.get(t.datatype)
-            if (BOARD.on(RAW_SHORT_INTERNAL) and size and count >= 0
-                    and len(data_raw) < count * _itemsize(t.datatype)):
+            if (
+                BOARD.on(RAW_SHORT_INTERNAL)
+                and size
+                and count >= 0
+                and len(data_raw) < count * _itemsize(t.datatype)
+            ):
                 raise _Abort(grpc.StatusCode.INTERNAL, "unpack requires a buffer of more bytes")
             try:
                 data = binary_tensor.decode_tensor(t.datatype, data_raw)
@@ -151,8 +227,9 @@ def _input_tensors(request: pb.ModelInferRequest) -> list[Tensor]:
                 raise InvalidInput(f"input {t.name!r}: {t.datatype} travels only as raw contents")
             others = [f for f in ALL_FIELDS if f != field and len(getattr(t.contents, f))]
             if others and not BOARD.on(WRONG_FIELD_ACCEPTED):
-                raise InvalidInput(f"input {t.name!r}: {t.datatype} values belong in {field}, "
-                                   f"not {others}")
+                raise InvalidInput(
+                    f"input {t.name!r}: {t.datatype} values belong in {field}, not {others}"
+                )
             data = list(getattr(t.contents, field))
             if BOARD.on(WRONG_FIELD_ACCEPTED) and others:
                 data = list(getattr(t.contents, others[0]))
@@ -167,11 +244,12 @@ def _input_tensors(request: pb.ModelInferRequest) -> list[Tensor]:
 
 def _itemsize(datatype: str) -> int:
     import numpy as np
+
     return int(np.dtype(binary_tensor.NUMPY_DTYPES[datatype]).itemsize)
 
 
 def _swap(raw: bytes, width: int) -> bytes:
-    return b"".join(raw[i:i + width][::-1] for i in range(0, len(raw), width))
+    return b"".join(raw[i : i + width][::-1] for i in range(0, len(raw), width))
 
 
 class Servicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -194,8 +272,10 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
     @_handled
     def ServerMetadata(self, request, context):
         return pb.ServerMetadataResponse(
-            name=SERVER_NAME, version="" if BOARD.on(META_NO_VERSION) else SERVER_VERSION,
-            extensions=[binary_tensor.EXTENSION, "model_repository"])
+            name=SERVER_NAME,
+            version="" if BOARD.on(META_NO_VERSION) else SERVER_VERSION,
+            extensions=[binary_tensor.EXTENSION, "model_repository"],
+        )
 
     @_handled
     def ModelMetadata(self, request, context):
@@ -205,13 +285,19 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
         def meta(t: dict) -> pb.ModelMetadataResponse.TensorMetadata:
             return pb.ModelMetadataResponse.TensorMetadata(
-                name=t["name"], datatype=t["datatype"].lower() if lower else t["datatype"],
-                shape=t["shape"])
+                name=t["name"],
+                datatype=t["datatype"].lower() if lower else t["datatype"],
+                shape=t["shape"],
+            )
 
         name = model.name + "-other" if BOARD.on(MODEL_META_WRONG_NAME) else model.name
         return pb.ModelMetadataResponse(
-            name=name, versions=list(model.versions), platform=model.platform,
-            inputs=[meta(t) for t in ins], outputs=[meta(t) for t in outs])
+            name=name,
+            versions=list(model.versions),
+            platform=model.platform,
+            inputs=[meta(t) for t in ins],
+            outputs=[meta(t) for t in outs],
+        )
 
     @_handled
     def ModelInfer(self, request, context):
@@ -232,7 +318,8 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         response = pb.ModelInferResponse(
             model_name="some-other-model" if BOARD.on(WRONG_MODEL_NAME) else model.name,
             model_version=model.versions[0] if model.versions else "",
-            id="" if BOARD.on(ID_NOT_ECHOED) else request.id)
+            id="" if BOARD.on(ID_NOT_ECHOED) else request.id,
+        )
         raw = bool(request.raw_input_contents) or any(o.datatype == "FP16" for o in outputs)
         for out in outputs:
             tensor = response.outputs.add(name=out.name, datatype=out.datatype, shape=out.shape)
@@ -241,7 +328,8 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
                     response.raw_output_contents.append(b"".join(out.data))
                 elif out.datatype in models.DATATYPES:
                     response.raw_output_contents.append(
-                        binary_tensor.encode_tensor(out.datatype, out.data))
+                        binary_tensor.encode_tensor(out.datatype, out.data)
+                    )
                 else:
                     response.raw_output_contents.append(b"")
                 continue

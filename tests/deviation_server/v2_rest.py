@@ -22,136 +22,261 @@ MAX_BODY = 16 * 1024 * 1024
 
 BAD = "test_bad_rest_request_is_a_4xx_json_error"
 
-LIVE_500 = switch("live-500", "v2-rest", "GET /v2/health/live answers 500",
-                  ["test_server_live_returns_200"])
-READY_503 = switch("ready-503", "v2-rest", "GET /v2/health/ready answers 503 while ready",
-                   ["test_server_ready_returns_200"])
-MODEL_READY_404 = switch("model-ready-404", "v2-rest", "GET /v2/models/{m}/ready answers 404",
-                         ["test_every_model_is_ready"])
+LIVE_500 = switch(
+    "live-500", "v2-rest", "GET /v2/health/live answers 500", ["test_server_live_returns_200"]
+)
+READY_503 = switch(
+    "ready-503",
+    "v2-rest",
+    "GET /v2/health/ready answers 503 while ready",
+    ["test_server_ready_returns_200"],
+)
+MODEL_READY_404 = switch(
+    "model-ready-404",
+    "v2-rest",
+    "GET /v2/models/{m}/ready answers 404",
+    ["test_every_model_is_ready"],
+)
 UNKNOWN_MODEL_READY = switch(
-    "unknown-model-ready-200", "v2-rest", "an unknown model is reported ready",
-    ["test_unknown_model_is_not_ready"])
+    "unknown-model-ready-200",
+    "v2-rest",
+    "an unknown model is reported ready",
+    ["test_unknown_model_is_not_ready"],
+)
 UNLOADED_READY = switch(
-    "ready-while-unloaded", "v2-repository", "an unloaded model is still reported ready",
-    ["test_unloaded_model_is_not_ready"])
+    "ready-while-unloaded",
+    "v2-repository",
+    "an unloaded model is still reported ready",
+    ["test_unloaded_model_is_not_ready"],
+)
 INDEX_STATE_MISSING = switch(
-    "index-state-missing", "v2-repository", "the repository index lists models without state",
-    ["test_repository_index_lists_every_model"])
+    "index-state-missing",
+    "v2-repository",
+    "the repository index lists models without state",
+    ["test_repository_index_lists_every_model"],
+)
 SERVER_META_NO_EXTENSIONS = switch(
-    "server-metadata-no-extensions", "v2-rest", "GET /v2 lacks 'extensions'",
-    ["test_server_metadata_names_server_version_extensions"])
+    "server-metadata-no-extensions",
+    "v2-rest",
+    "GET /v2 lacks 'extensions'",
+    ["test_server_metadata_names_server_version_extensions"],
+)
 MODEL_META_NO_PLATFORM = switch(
-    "model-metadata-no-platform", "v2-rest", "model metadata lacks 'platform'",
-    ["test_model_metadata_describes_every_model"])
+    "model-metadata-no-platform",
+    "v2-rest",
+    "model metadata lacks 'platform'",
+    ["test_model_metadata_describes_every_model"],
+)
 MODEL_META_WRONG_NAME = switch(
-    "model-metadata-wrong-name", "v2-rest", "model metadata names another model",
-    ["test_model_metadata_describes_every_model"])
+    "model-metadata-wrong-name",
+    "v2-rest",
+    "model metadata names another model",
+    ["test_model_metadata_describes_every_model"],
+)
 MODEL_META_BAD_DATATYPE = switch(
-    "model-metadata-bad-datatype", "v2-rest", "model metadata tensors use 'float32'",
-    ["test_model_metadata_tensors_are_well_formed"])
+    "model-metadata-bad-datatype",
+    "v2-rest",
+    "model metadata tensors use 'float32'",
+    ["test_model_metadata_tensors_are_well_formed"],
+)
 VERSIONED_META_404 = switch(
-    "versioned-metadata-404", "v2-model-versions",
+    "versioned-metadata-404",
+    "v2-model-versions",
     "GET /v2/models/{m}/versions/{v} answers 404 for a listed version",
-    ["test_versioned_model_metadata_matches"])
+    ["test_versioned_model_metadata_matches"],
+)
 VERSIONED_READY_404 = switch(
-    "versioned-ready-404", "v2-model-versions", "versioned ready answers 404",
-    ["test_versioned_model_is_ready"])
+    "versioned-ready-404",
+    "v2-model-versions",
+    "versioned ready answers 404",
+    ["test_versioned_model_is_ready"],
+)
 VERSIONED_INFER_404 = switch(
-    "versioned-infer-404", "v2-model-versions", "versioned infer answers 404",
-    ["test_versioned_model_infers"])
-ID_NOT_ECHOED = switch("id-not-echoed", "v2-rest", "the request id is not returned",
-                       ["test_infer_echoes_request_id"])
-ID_ALTERED = switch("id-altered", "v2-rest", "the request id comes back changed",
-                    ["test_infer_echoes_request_id"])
-NO_MODEL_NAME = switch("infer-no-model-name", "v2-rest", "responses lack model_name",
-                       ["test_infer_returns_an_inference_response"])
-WRONG_MODEL_NAME = switch("infer-wrong-model-name", "v2-rest",
-                          "responses name another model", ["test_infer_response_names_the_model"])
-OUTPUTS_IGNORED = switch("outputs-ignored", "v2-rest", "the request's outputs list is ignored",
-                         ["test_infer_outputs_limit_what_comes_back"])
+    "versioned-infer-404",
+    "v2-model-versions",
+    "versioned infer answers 404",
+    ["test_versioned_model_infers"],
+)
+ID_NOT_ECHOED = switch(
+    "id-not-echoed", "v2-rest", "the request id is not returned", ["test_infer_echoes_request_id"]
+)
+ID_ALTERED = switch(
+    "id-altered", "v2-rest", "the request id comes back changed", ["test_infer_echoes_request_id"]
+)
+NO_MODEL_NAME = switch(
+    "infer-no-model-name",
+    "v2-rest",
+    "responses lack model_name",
+    ["test_infer_returns_an_inference_response"],
+)
+WRONG_MODEL_NAME = switch(
+    "infer-wrong-model-name",
+    "v2-rest",
+    "responses name another model",
+    ["test_infer_response_names_the_model"],
+)
+OUTPUTS_IGNORED = switch(
+    "outputs-ignored",
+    "v2-rest",
+    "the request's outputs list is ignored",
+    ["test_infer_outputs_limit_what_comes_back"],
+)
 REQUEST_PARAMS_REJECTED = switch(
-    "request-parameters-rejected", "v2-rest", "request parameters give 400",
-    ["test_infer_accepts_request_and_tensor_parameters"])
+    "request-parameters-rejected",
+    "v2-rest",
+    "request parameters give 400",
+    ["test_infer_accepts_request_and_tensor_parameters"],
+)
 TENSOR_PARAMS_REJECTED = switch(
-    "tensor-parameters-rejected", "v2-rest", "input tensor parameters give 400",
-    ["test_infer_accepts_request_and_tensor_parameters"])
+    "tensor-parameters-rejected",
+    "v2-rest",
+    "input tensor parameters give 400",
+    ["test_infer_accepts_request_and_tensor_parameters"],
+)
 OUTPUT_PARAMS_REJECTED = switch(
-    "output-parameters-rejected", "v2-rest", "requested-output parameters give 400",
-    ["test_infer_accepts_requested_output_parameters"])
+    "output-parameters-rejected",
+    "v2-rest",
+    "requested-output parameters give 400",
+    ["test_infer_accepts_requested_output_parameters"],
+)
 INFER_TEXT_PLAIN = switch(
-    "infer-content-type-text", "v2-rest", "infer answers JSON labelled text/plain",
-    ["test_infer_response_is_json"])
+    "infer-content-type-text",
+    "v2-rest",
+    "infer answers JSON labelled text/plain",
+    ["test_infer_response_is_json"],
+)
 OUTPUTS_AS_OBJECT = switch(
-    "outputs-as-object", "v2-rest", "outputs are a JSON object keyed by name, not a list",
-    ["test_infer_returns_an_inference_response", "test_tritonclient_http_round_trip"])
+    "outputs-as-object",
+    "v2-rest",
+    "outputs are a JSON object keyed by name, not a list",
+    ["test_infer_returns_an_inference_response", "test_tritonclient_http_round_trip"],
+)
 
 UNKNOWN_MODEL_500 = switch(
-    "unknown-model-500", "v2-rest", "an unknown model gives 500",
-    ["test_unknown_model_metadata_is_a_4xx_json_error",
-     "test_unknown_model_infer_is_a_4xx_json_error", f"{BAD}[unknown-model*]"])
+    "unknown-model-500",
+    "v2-rest",
+    "an unknown model gives 500",
+    [
+        "test_unknown_model_metadata_is_a_4xx_json_error",
+        "test_unknown_model_infer_is_a_4xx_json_error",
+        f"{BAD}[unknown-model*]",
+    ],
+)
 UNKNOWN_MODEL_200 = switch(
-    "unknown-model-200", "v2-rest", "an unknown model's metadata answers 200 {}",
-    ["test_unknown_model_metadata_is_a_4xx_json_error"])
+    "unknown-model-200",
+    "v2-rest",
+    "an unknown model's metadata answers 200 {}",
+    ["test_unknown_model_metadata_is_a_4xx_json_error"],
+)
 ERROR_PLAIN_TEXT = switch(
-    "error-body-plain-text", "v2-rest", "error bodies are plain text",
-    ["test_unknown_model_infer_is_a_4xx_json_error", BAD])
+    "error-body-plain-text",
+    "v2-rest",
+    "error bodies are plain text",
+    ["test_unknown_model_infer_is_a_4xx_json_error", BAD],
+)
 ERROR_DETAIL = switch(
-    "error-body-detail", "v2-rest", "schema errors answer 422 {\"detail\": [...]}",
-    [f"{BAD}[malformed-json*]", f"{BAD}[missing-inputs*]"])
+    "error-body-detail",
+    "v2-rest",
+    'schema errors answer 422 {"detail": [...]}',
+    [f"{BAD}[malformed-json*]", f"{BAD}[missing-inputs*]"],
+)
 ERROR_NOT_STRING = switch(
-    "error-not-a-string", "v2-rest", "error bodies are {\"error\": {\"message\": ...}}",
-    [BAD])
+    "error-not-a-string", "v2-rest", 'error bodies are {"error": {"message": ...}}', [BAD]
+)
 SHAPE_MISMATCH_500 = switch(
-    "shape-mismatch-500", "v2-bad-input", "data that does not fill the shape gives 500",
-    [f"{BAD}[data-short-of-shape*]", f"{BAD}[data-beyond-shape*]"])
+    "shape-mismatch-500",
+    "v2-bad-input",
+    "data that does not fill the shape gives 500",
+    [f"{BAD}[data-short-of-shape*]", f"{BAD}[data-beyond-shape*]"],
+)
 WRONG_TYPE_ACCEPTED = switch(
-    "wrong-type-accepted", "v2-bad-input", "strings in numeric tensors are accepted (200)",
-    [f"{BAD}[string-in-fp32*]", f"{BAD}[string-in-int64*]"])
+    "wrong-type-accepted",
+    "v2-bad-input",
+    "strings in numeric tensors are accepted (200)",
+    [f"{BAD}[string-in-fp32*]", f"{BAD}[string-in-int64*]"],
+)
 RANGE_UNCHECKED = switch(
-    "range-unchecked", "v2-bad-input", "integers outside the datatype's range are wrapped",
-    [f"{BAD}[uint8-overflow*]", f"{BAD}[int8-underflow*]"])
+    "range-unchecked",
+    "v2-bad-input",
+    "integers outside the datatype's range are wrapped",
+    [f"{BAD}[uint8-overflow*]", f"{BAD}[int8-underflow*]"],
+)
 NEGATIVE_DIM_ACCEPTED = switch(
-    "negative-dim-accepted", "v2-bad-input", "negative dimensions are accepted",
-    [f"{BAD}[negative-dimension*]"])
+    "negative-dim-accepted",
+    "v2-bad-input",
+    "negative dimensions are accepted",
+    [f"{BAD}[negative-dimension*]"],
+)
 UNKNOWN_DATATYPE_500 = switch(
-    "unknown-datatype-500", "v2-bad-input", "an unknown datatype gives 500",
-    [f"{BAD}[unknown-datatype*]"])
+    "unknown-datatype-500",
+    "v2-bad-input",
+    "an unknown datatype gives 500",
+    [f"{BAD}[unknown-datatype*]"],
+)
 DEEP_NESTING_500 = switch(
-    "deep-nesting-500", "v2-bad-input", "very deep JSON nesting gives 500",
-    [f"{BAD}[deep-nesting*]"])
+    "deep-nesting-500",
+    "v2-bad-input",
+    "very deep JSON nesting gives 500",
+    [f"{BAD}[deep-nesting*]"],
+)
 NON_UTF8_500 = switch(
-    "non-utf8-500", "v2-bad-input", "a body that is not UTF-8 gives 500",
-    [f"{BAD}[non-utf8*]"])
+    "non-utf8-500", "v2-bad-input", "a body that is not UTF-8 gives 500", [f"{BAD}[non-utf8*]"]
+)
 NO_BODY_LIMIT = switch(
-    "no-body-limit-500", "v2-bad-input", "a body over the limit gives 500",
-    [f"{BAD}[body-over-limit*]"])
+    "no-body-limit-500",
+    "v2-bad-input",
+    "a body over the limit gives 500",
+    [f"{BAD}[body-over-limit*]"],
+)
 EMPTY_INPUTS_ACCEPTED = switch(
-    "empty-inputs-accepted", "v2-bad-input", "a request with no inputs answers 200",
-    [f"{BAD}[empty-inputs*]"])
+    "empty-inputs-accepted",
+    "v2-bad-input",
+    "a request with no inputs answers 200",
+    [f"{BAD}[empty-inputs*]"],
+)
 CONTENT_TYPE_IGNORED_500 = switch(
-    "wrong-content-type-500", "v2-bad-input", "a non-JSON content type gives 500",
-    [f"{BAD}[wrong-content-type*]"])
+    "wrong-content-type-500",
+    "v2-bad-input",
+    "a non-JSON content type gives 500",
+    [f"{BAD}[wrong-content-type*]"],
+)
 BAD_INPUT_UNREADY = switch(
-    "bad-input-breaks-readiness", "v2-bad-input",
+    "bad-input-breaks-readiness",
+    "v2-bad-input",
     "after a refused request the server reports not ready once",
-    [BAD, "test_bad_grpc_request_gets_the_right_status"])
+    [BAD, "test_bad_grpc_request_gets_the_right_status"],
+)
 
 BINARY_OUTPUT_IGNORED = switch(
-    "binary-output-ignored", "v2-binary-tensor", "binary_data_output is ignored",
-    ["test_binary_data_output_returns_every_output_binary"])
+    "binary-output-ignored",
+    "v2-binary-tensor",
+    "binary_data_output is ignored",
+    ["test_binary_data_output_returns_every_output_binary"],
+)
 BINARY_PER_OUTPUT_IGNORED = switch(
-    "binary-per-output-ignored", "v2-binary-tensor", "an output's binary_data is ignored",
-    ["test_binary_data_on_one_output_returns_only_it_binary"])
+    "binary-per-output-ignored",
+    "v2-binary-tensor",
+    "an output's binary_data is ignored",
+    ["test_binary_data_on_one_output_returns_only_it_binary"],
+)
 BINARY_INPUT_BIG_ENDIAN = switch(
-    "binary-input-big-endian", "v2-binary-tensor", "binary inputs are read big-endian",
-    ["test_binary_inputs_are_read"])
+    "binary-input-big-endian",
+    "v2-binary-tensor",
+    "binary inputs are read big-endian",
+    ["test_binary_inputs_are_read"],
+)
 BINARY_HEADER_LENGTH_WRONG = switch(
-    "binary-header-length-wrong", "v2-binary-tensor",
+    "binary-header-length-wrong",
+    "v2-binary-tensor",
     "the response's Inference-Header-Content-Length is off by one",
-    ["test_binary_response_declares_its_header_length"])
+    ["test_binary_response_declares_its_header_length"],
+)
 BINARY_BYTES_NO_PREFIX = switch(
-    "binary-bytes-no-prefix", "v2-binary-tensor", "binary BYTES outputs lack length prefixes",
-    ["test_binary_bytes_tensor_round_trips"])
+    "binary-bytes-no-prefix",
+    "v2-binary-tensor",
+    "binary BYTES outputs lack length prefixes",
+    ["test_binary_bytes_tensor_round_trips"],
+)
 
 #: models unloaded through the repository extension
 UNLOADED: set[str] = set()
@@ -180,8 +305,11 @@ async def ready(request: Request) -> Response:
 
 
 async def server_metadata(request: Request) -> Response:
-    body: dict[str, Any] = {"name": SERVER_NAME, "version": SERVER_VERSION,
-                            "extensions": [binary_tensor.EXTENSION, "model_repository"]}
+    body: dict[str, Any] = {
+        "name": SERVER_NAME,
+        "version": SERVER_VERSION,
+        "extensions": [binary_tensor.EXTENSION, "model_repository"],
+    }
     if BOARD.on(SERVER_META_NO_EXTENSIONS):
         del body["extensions"]
     return JSONResponse(body)
@@ -225,6 +353,7 @@ def _guard(handler):
             if exc.status == 500:
                 return PlainTextResponse("Internal Server Error", status_code=500)
             return _error(exc.status, str(exc))
+
     return wrapped
 
 
@@ -236,8 +365,13 @@ async def model_metadata(request: Request) -> Response:
     ins, outs = model.metadata_tensors()
     if BOARD.on(MODEL_META_BAD_DATATYPE):
         ins = [{**t, "datatype": t["datatype"].lower()} for t in ins]
-    body: dict[str, Any] = {"name": model.name, "versions": list(model.versions),
-                            "platform": model.platform, "inputs": ins, "outputs": outs}
+    body: dict[str, Any] = {
+        "name": model.name,
+        "versions": list(model.versions),
+        "platform": model.platform,
+        "inputs": ins,
+        "outputs": outs,
+    }
     if BOARD.on(MODEL_META_WRONG_NAME):
         body["name"] = model.name + "-other"
     if BOARD.on(MODEL_META_NO_PLATFORM):
@@ -260,8 +394,10 @@ async def model_ready(request: Request) -> Response:
 async def repository_index(request: Request) -> Response:
     entries = []
     for name in models.MODELS:
-        entry: dict[str, Any] = {"name": name,
-                                 "state": "UNAVAILABLE" if name in UNLOADED else "READY"}
+        entry: dict[str, Any] = {
+            "name": name,
+            "state": "UNAVAILABLE" if name in UNLOADED else "READY",
+        }
         if BOARD.on(INDEX_STATE_MISSING):
             del entry["state"]
         entries.append(entry)
@@ -317,8 +453,9 @@ def _tensor(raw: Any, big_endian_binary: bool) -> Tensor:
         raise InvalidInput("an input's name and datatype must be strings")
     if datatype not in models.DATATYPES and BOARD.on(UNKNOWN_DATATYPE_500):
         raise _Fail(500, "unknown datatype")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool)
-                                             for d in shape):
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) for d in shape
+    ):
         raise InvalidInput(f"input {name!r}: shape must be a list of integers")
     if BOARD.on(NEGATIVE_DIM_ACCEPTED):
         shape = [abs(d) for d in shape]
@@ -334,6 +471,7 @@ def _tensor(raw: Any, big_endian_binary: bool) -> Tensor:
     if big_endian_binary and "binary_data_size" in params and datatype in ("INT32", "FP32"):
         # the switch reads the binary part with the wrong byte order
         import numpy as np
+
         arr = np.asarray(flat, dtype=datatype.lower().replace("fp", "float"))
         flat = arr.byteswap().tolist()
     if datatype == "BYTES":
@@ -341,8 +479,10 @@ def _tensor(raw: Any, big_endian_binary: bool) -> Tensor:
     elif BOARD.on(WRONG_TYPE_ACCEPTED) and datatype in ("FP32", "INT64"):
         flat = [0 if isinstance(v, str) else v for v in flat]
     if BOARD.on(RANGE_UNCHECKED) and datatype in ("UINT8", "INT8"):
-        flat = [v % 256 if datatype == "UINT8" else ((v + 128) % 256) - 128
-                if isinstance(v, int) else v for v in flat]
+        flat = [
+            v % 256 if datatype == "UINT8" else ((v + 128) % 256) - 128 if isinstance(v, int) else v
+            for v in flat
+        ]
     count = models.element_count(shape) if all(d >= 0 for d in shape) else -1
     if count != len(flat) and count >= 0 and BOARD.on(SHAPE_MISMATCH_500):
         raise _Fail(500, "cannot reshape")
@@ -395,8 +535,9 @@ async def infer(request: Request) -> Response:
     if not isinstance(payload, dict):
         raise InvalidInput("the body is not a JSON object")
     if "inputs" not in payload and BOARD.on(ERROR_DETAIL):
-        return JSONResponse({"detail": [{"loc": ["body", "inputs"], "msg": "Field required"}]},
-                            status_code=422)
+        return JSONResponse(
+            {"detail": [{"loc": ["body", "inputs"], "msg": "Field required"}]}, status_code=422
+        )
     raw_inputs = payload.get("inputs")
     if not isinstance(raw_inputs, list):
         raise InvalidInput("'inputs' must be a list")
@@ -410,19 +551,22 @@ async def infer(request: Request) -> Response:
         raise InvalidInput("request parameters are not supported")
     if not raw_inputs and BOARD.on(EMPTY_INPUTS_ACCEPTED):
         return JSONResponse({"model_name": model.name, "outputs": []})
-    if any(isinstance(t, dict) and _is_nested(t.get("data")) for t in raw_inputs) \
-            and BOARD.on(models.NESTED_REJECTED):
+    if any(isinstance(t, dict) and _is_nested(t.get("data")) for t in raw_inputs) and BOARD.on(
+        models.NESTED_REJECTED
+    ):
         raise InvalidInput("nested data is not supported")
     tensors = [_tensor(t, BOARD.on(BINARY_INPUT_BIG_ENDIAN)) for t in raw_inputs]
 
     requested = payload.get("outputs")
     binary_all = bool((params or {}).get("binary_data_output")) and not BOARD.on(
-        BINARY_OUTPUT_IGNORED)
+        BINARY_OUTPUT_IGNORED
+    )
     binary_names: set[str] = set()
     names: list[str] | None = None
     if requested is not None:
         if not isinstance(requested, list) or not all(
-                isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested):
+            isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested
+        ):
             raise InvalidInput("'outputs' must be a list of {name} objects")
         for out in requested:
             oparams = out.get("parameters") or {}
@@ -433,8 +577,10 @@ async def infer(request: Request) -> Response:
         names = None if BOARD.on(OUTPUTS_IGNORED) else [o["name"] for o in requested]
     outputs = models.infer(model, tensors, names)
 
-    response: dict[str, Any] = {"model_name": model.name,
-                                "model_version": model.versions[0] if model.versions else None}
+    response: dict[str, Any] = {
+        "model_name": model.name,
+        "model_version": model.versions[0] if model.versions else None,
+    }
     if response["model_version"] is None:
         del response["model_version"]
     if BOARD.on(WRONG_MODEL_NAME):
@@ -460,13 +606,17 @@ async def infer(request: Request) -> Response:
         if oparams:
             entry["parameters"] = oparams
         out_json.append(entry)
-    response["outputs"] = ({o["name"]: o for o in out_json} if BOARD.on(OUTPUTS_AS_OBJECT)
-                           else out_json)
+    response["outputs"] = (
+        {o["name"]: o for o in out_json} if BOARD.on(OUTPUTS_AS_OBJECT) else out_json
+    )
     head = json.dumps(response).encode()
     if parts:
         length = len(head) + (1 if BOARD.on(BINARY_HEADER_LENGTH_WRONG) else 0)
-        return Response(head + b"".join(parts), media_type="application/octet-stream",
-                        headers={binary_tensor.HEADER: str(length)})
+        return Response(
+            head + b"".join(parts),
+            media_type="application/octet-stream",
+            headers={binary_tensor.HEADER: str(length)},
+        )
     media = "text/plain" if BOARD.on(INFER_TEXT_PLAIN) else "application/json"
     return Response(head, media_type=media)
 
@@ -487,8 +637,7 @@ def routes() -> list[Route]:
         Route(mv + "/infer", _guard(infer), methods=["POST"]),
         Route("/v2/repository/index", _guard(repository_index), methods=["POST"]),
         Route("/v2/repository/models/{model}/load", _guard(repository_load), methods=["POST"]),
-        Route("/v2/repository/models/{model}/unload", _guard(repository_unload),
-              methods=["POST"]),
+        Route("/v2/repository/models/{model}/unload", _guard(repository_unload), methods=["POST"]),
     ]
 
 

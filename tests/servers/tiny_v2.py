@@ -18,8 +18,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--ready-after", type=float, default=0.0)
-    parser.add_argument("--exit-after", type=float, default=None,
-                        help="exit with code 3 after this many seconds, before being ready")
+    parser.add_argument(
+        "--exit-after",
+        type=float,
+        default=None,
+        help="exit with code 3 after this many seconds, before being ready",
+    )
     parser.add_argument("--never-listen", action="store_true")
     args = parser.parse_args()
     print("tiny_v2 starting", flush=True)
