@@ -8,28 +8,16 @@ from typing import Any
 import pytest
 
 from servegate.checks import expect, expect_status
-from servegate.features import UNSUPPORTED_PREFIX
 from servegate.protocols import binary_tensor
 from servegate.protocols.http import Reply
 from servegate.protocols.v2_models import flatten, tensor
 from servegate.protocols.v2_rest import V2RestClient
-from servegate.targets import ModelInfo, Target
+from servegate.targets import ModelInfo
 from servegate.tasks import numeric_echo
 
 INT32 = [-2147483648, -1, 0, 2147483647]
 FP32 = [-1.5, 0.10000000149011612, 3.0, 2.0**-100]
 BYTES = ["", "hello", "caf\u00e9"]
-
-
-@pytest.fixture
-def numeric(target: Target) -> ModelInfo:
-    model = numeric_echo.numeric_model(target)
-    if model is None:
-        pytest.skip(
-            f"{UNSUPPORTED_PREFIX} {target.name} serves no {numeric_echo.TASK} model "
-            f"(declare one with --model NAME={numeric_echo.TASK})"
-        )
-    return model
 
 
 def _request(**extra: Any) -> dict[str, Any]:

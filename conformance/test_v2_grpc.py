@@ -13,7 +13,6 @@ from tritonclient.grpc import service_pb2 as pb
 
 from conformance.test_v2_tensors import HYPOTHESIS, tensors
 from servegate.checks import expect, expect_model, expect_status
-from servegate.features import UNSUPPORTED_PREFIX
 from servegate.protocols.v2_grpc import GrpcReply, V2GrpcClient, build_request, output_values
 from servegate.protocols.v2_models import (
     DATATYPES,
@@ -27,17 +26,6 @@ from servegate.targets import ModelInfo, Target
 from servegate.tasks import numeric_echo
 
 UNKNOWN_MODEL = "servegate-no-such-model"
-
-
-@pytest.fixture
-def numeric(target: Target) -> ModelInfo:
-    model = numeric_echo.numeric_model(target)
-    if model is None:
-        pytest.skip(
-            f"{UNSUPPORTED_PREFIX} {target.name} serves no {numeric_echo.TASK} model "
-            f"(declare one with --model NAME={numeric_echo.TASK})"
-        )
-    return model
 
 
 def _ok(reply: GrpcReply, rule: str) -> Any:

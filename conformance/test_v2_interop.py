@@ -15,21 +15,9 @@ from servegate.checks import expect
 from servegate.features import UNSUPPORTED_PREFIX
 from servegate.protocols.exchange import Exchange
 from servegate.targets import ModelInfo, Target
-from servegate.tasks import numeric_echo
 
 FP32 = np.array([[0.5, -1.5], [2.0, 3.25]], dtype=np.float32)
 WORDS = np.array([b"hello", b"caf\xc3\xa9"], dtype=np.object_)
-
-
-@pytest.fixture
-def numeric(target: Target) -> ModelInfo:
-    model = numeric_echo.numeric_model(target)
-    if model is None:
-        pytest.skip(
-            f"{UNSUPPORTED_PREFIX} {target.name} serves no {numeric_echo.TASK} model "
-            f"(declare one with --model NAME={numeric_echo.TASK})"
-        )
-    return model
 
 
 class _Evidence:

@@ -9,25 +9,12 @@ from urllib.parse import quote
 import pytest
 
 from servegate.checks import expect, expect_status
-from servegate.features import UNSUPPORTED_PREFIX
 from servegate.protocols.v2_models import tensor
 from servegate.protocols.v2_rest import V2RestClient
 from servegate.targets import ModelInfo, Target
-from servegate.tasks import numeric_echo
 
 #: how long a reloaded model may take to be ready again
 RELOAD_DEADLINE = 60.0
-
-
-@pytest.fixture
-def numeric(target: Target) -> ModelInfo:
-    model = numeric_echo.numeric_model(target)
-    if model is None:
-        pytest.skip(
-            f"{UNSUPPORTED_PREFIX} {target.name} serves no {numeric_echo.TASK} model "
-            f"(declare one with --model NAME={numeric_echo.TASK})"
-        )
-    return model
 
 
 @pytest.mark.features("v2-rest", "v2-repository")

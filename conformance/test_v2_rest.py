@@ -26,17 +26,6 @@ from servegate.tasks import numeric_echo
 UNKNOWN_MODEL = "servegate-no-such-model"
 
 
-@pytest.fixture
-def numeric(target: Target) -> ModelInfo:
-    model = numeric_echo.numeric_model(target)
-    if model is None:
-        pytest.skip(
-            f"{UNSUPPORTED_PREFIX} {target.name} serves no {numeric_echo.TASK} model "
-            f"(declare one with --model NAME={numeric_echo.TASK})"
-        )
-    return model
-
-
 def _request(**extra: object) -> dict:
     body: dict = {
         "inputs": [tensor("int32", "INT32", [2], [1, 2]), tensor("fp32", "FP32", [2], [0.5, 1.5])]

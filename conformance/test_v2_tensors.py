@@ -11,7 +11,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from servegate.checks import expect, expect_model, expect_status
-from servegate.features import UNSUPPORTED_PREFIX
 from servegate.protocols.v2_models import (
     FLOAT_MAX,
     INT_RANGES,
@@ -21,21 +20,10 @@ from servegate.protocols.v2_models import (
     tensor_problems,
 )
 from servegate.protocols.v2_rest import V2RestClient
-from servegate.targets import ModelInfo, Target
+from servegate.targets import ModelInfo
 from servegate.tasks import numeric_echo
 
 DATATYPES = numeric_echo.DATATYPES
-
-
-@pytest.fixture
-def numeric(target: Target) -> ModelInfo:
-    model = numeric_echo.numeric_model(target)
-    if model is None:
-        pytest.skip(
-            f"{UNSUPPORTED_PREFIX} {target.name} serves no {numeric_echo.TASK} model "
-            f"(declare one with --model NAME={numeric_echo.TASK})"
-        )
-    return model
 
 
 def _nest(flat: list[Any], shape: list[int]) -> Any:
