@@ -4,10 +4,11 @@ Modelled on Gateway API's conformance profiles. A check belongs to a profile whe
 feature it needs (its marker's, plus its task's) is one of the profile's; it is a *core* check
 when they are all core features.
 
-- **failure**: the target lacks a core feature, or a check of the profile failed or errored, or
-  a core check could not run (unsupported).
-- **partial**: nothing failed, but a check was skipped for another reason, or no check of the
-  profile ran at all (nothing shows that the target conforms).
+- **failure**: the target lacks a core feature, or a check of the profile failed or errored:
+  evidence that it does not conform.
+- **partial**: nothing failed, but not everything could be shown: a core check could not run
+  (e.g. no model that takes numeric tensors), a check was skipped, or no check of the profile
+  ran at all. A gate asking for the profile still refuses it.
 - **success**: otherwise. Expected deviations (known upstream bugs, listed per runtime) do not
   count against it, and checks of extended features the target lacks are left out (listed as
   unsupported extended features).
@@ -49,7 +50,7 @@ def evaluate_profile(
     elif failed:
         result, reason = "failure", f"{len(failed)} check(s) failed: {_names(failed)}"
     elif core_unsupported:
-        result = "failure"
+        result = "partial"
         reason = f"{len(core_unsupported)} core check(s) could not run: {_names(core_unsupported)}"
     elif skipped:
         result, reason = "partial", f"{len(skipped)} check(s) skipped: {_names(skipped)}"
