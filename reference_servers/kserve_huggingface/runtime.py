@@ -5,6 +5,10 @@ whose task huggingfaceserver 0.14.1 serves, each passed as ``--model NAME=DIR:TA
 always explicit: upstream infers it from the architecture name only for ``...ForCausalLM`` style
 names (GPT2LMHeadModel is not one) and never for embeddings.
 
+The same process always hosts ``numeric-echo`` (task ``custom-numeric``), a custom
+``kserve.Model`` (kserve_hf_reference/numeric.py) that echoes every V2 datatype: it stands in for
+a user's own model on the SDK's V2 layers, whichever implementation serves the HF models.
+
 Where the official ``huggingfaceserver`` package is importable in that virtualenv, the same
 entry point builds the models with the official classes; ``implementation`` says which.
 
@@ -38,6 +42,9 @@ PACKAGE = "kserve_hf_reference"
 #: the folder that goes on PYTHONPATH so that ``python -m kserve_hf_reference`` finds the package
 PACKAGE_PARENT = HERE
 UPSTREAM_VERSION = "0.14.1"
+#: the custom numeric echo model served beside the HF models (servegate/tasks/numeric_echo.py)
+NUMERIC_MODEL_NAME = "numeric-echo"
+NUMERIC_TASK = "custom-numeric"
 
 #: HF pipeline task (fixtures.catalog.TASKS) -> huggingfaceserver's --task name
 KSERVE_TASKS: Mapping[str, str] = {
@@ -55,8 +62,9 @@ IMPLEMENTATIONS = ("auto", "official", "servegate")
 OPTIONS = frozenset({"dtype", "max_length", "return_probabilities", "workers", "implementation"})
 
 # OpenAI routes exist only when a generative model is loaded, and discovery cannot tell that
-# chat and streaming work from /openai/v1/models alone.
-DECLARED_FEATURES = frozenset({"v1", "openai-chat", "openai-stream"})
+# chat and streaming work from /openai/v1/models alone. The SDK implements the binary tensor
+# data extension (kserve/kserve#3685) but GET /v2 lists only "model_repository_extension".
+DECLARED_FEATURES = frozenset({"v1", "openai-chat", "openai-stream", "v2-binary-tensor"})
 OPENAI_FEATURES = frozenset({"openai-chat", "openai-stream"})
 GENERATIVE_TASKS = frozenset({"text-generation", "text2text-generation"})
 
@@ -127,6 +135,7 @@ class KServeHuggingFaceRuntime:
         argv += ["--implementation", "official" if official else "servegate"]
         for model in models:
             argv += ["--model", f"{model.name}={model.path}:{KSERVE_TASKS[model.task]}"]
+        argv += ["--numeric_model", NUMERIC_MODEL_NAME]
         argv += ["--dtype", options["dtype"]]
         if options["max_length"] is not None:
             argv += ["--max_length", str(options["max_length"])]
@@ -149,7 +158,7 @@ class KServeHuggingFaceRuntime:
             argv=argv,
             env=env,
             cwd=workdir,
-            models={m.name: m.task for m in models},
+            models={**{m.name: m.task for m in models}, NUMERIC_MODEL_NAME: NUMERIC_TASK},
             implementation=_implementation(official, env_info),
             declared_features=features,
         )

@@ -49,6 +49,14 @@ def main(argv: list[str] | None = None) -> int:
             model = build(spec, args)
             model.load()
             models.append(model)
+        if args.numeric_model:
+            from .numeric import NumericEcho
+
+            if any(m.name == args.numeric_model for m in models):
+                raise ValueError(f"--numeric_model {args.numeric_model}: name already taken")
+            numeric = NumericEcho(args.numeric_model)
+            numeric.load()
+            models.append(numeric)
         from .server import serve
 
         serve(models, args, name, version)

@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         "auto: official where importable",
     )
     add(
+        "--numeric_model",
+        default=None,
+        metavar="NAME",
+        help="also serve NAME, a custom kserve.Model echoing every V2 datatype (numeric.py)",
+    )
+    add(
         "--bind_address",
         default=None,
         help="listen on this address only (upstream listens on every interface)",
