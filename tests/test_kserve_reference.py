@@ -16,8 +16,12 @@ import numpy as np
 import pytest
 
 from servegate.fixtures.catalog import FixtureModel, FixtureSet, build_fixtures
+from servegate.protocols import binary_tensor
+from servegate.protocols.v2_grpc import V2GrpcClient, build_request, output_values
+from servegate.protocols.v2_models import flatten
 from servegate.reference_servers.base import Ports, ServerSpec
 from servegate.reference_servers.kserve_huggingface import runtime as ks
+from servegate.tasks import numeric_echo
 from tests.conftest import project_python
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,19 +130,48 @@ def test_every_supported_fixture_model_is_served_with_an_explicit_task(tmp_path:
         for t in ks.SUPPORTED_TASKS
     }
     assert set(given) == expected
-    assert dict(launch.models) == {f"tiny-{t}": t for t in ks.SUPPORTED_TASKS}
+    assert dict(launch.models) == {
+        **{f"tiny-{t}": t for t in ks.SUPPORTED_TASKS},
+        "numeric-echo": "custom-numeric",
+    }
     assert ks.KSERVE_TASKS["feature-extraction"] == "text_embedding"
 
 
 def test_named_models_only_and_unserved_tasks_refused(tmp_path: Path) -> None:
     """spec.models picks models; QA and image models are refused by name, unknown names too."""
     launch, _ = prepare(tmp_path, models=["tiny-fill-mask"])
-    assert dict(launch.models) == {"tiny-fill-mask": "fill-mask"}
+    assert dict(launch.models) == {"tiny-fill-mask": "fill-mask", "numeric-echo": "custom-numeric"}
     assert "openai-chat" not in launch.declared_features
     with pytest.raises(ValueError, match="does not serve 'tiny-question-answering'"):
         prepare(tmp_path / "b", models=["tiny-question-answering"])
     with pytest.raises(ValueError, match="no fixture model 'nope'"):
         prepare(tmp_path / "c", models=["nope"])
+
+
+@pytest.mark.parametrize("models", [(), ("tiny-fill-mask",)])
+def test_numeric_echo_is_always_served(tmp_path: Path, models: tuple[str, ...]) -> None:
+    """Whichever HF models are chosen, the process also hosts numeric-echo (task custom-numeric),
+    the custom kserve.Model the suite's V2 datatype checks find by that name and task."""
+    launch, _ = prepare(tmp_path, models=models)
+    assert flag(launch.argv, "--numeric_model") == ks.NUMERIC_MODEL_NAME == "numeric-echo"
+    assert launch.argv.count("--numeric_model") == 1
+    assert launch.models[ks.NUMERIC_MODEL_NAME] == ks.NUMERIC_TASK == "custom-numeric"
+    assert ks.NUMERIC_MODEL_NAME not in {
+        a.split("=", 1)[0] for i, a in enumerate(launch.argv[1:]) if launch.argv[i] == "--model"
+    }
+
+
+def test_binary_tensor_extension_is_declared(tmp_path: Path) -> None:
+    """kserve 0.14.1 implements the binary tensor data extension without listing it in GET /v2,
+    so the launcher declares it for the checks to run."""
+    launch, _ = prepare(tmp_path, models=["tiny-fill-mask"])
+    assert "v2-binary-tensor" in launch.declared_features
+
+
+def test_numeric_echo_implementation_string_names_only_the_hf_server(tmp_path: Path) -> None:
+    """The implementation string describes the HF server; the numeric model does not change it."""
+    launch, _ = prepare(tmp_path)
+    assert "numeric" not in launch.implementation
 
 
 def test_env_is_offline_and_finds_the_package(tmp_path: Path) -> None:
@@ -399,6 +432,120 @@ def test_grpc_metadata_and_the_upstream_bytes_failure(server) -> None:
     assert "text input must be of type" in str(failure.value)
     with pytest.raises(InferenceServerException, match="OpenAIModel"):
         client.infer(GEN, [text])
+
+
+NUMERIC = ks.NUMERIC_MODEL_NAME
+FP16_JSON_REFUSED = (
+    "Sending FP16 data via JSON is not supported. Please use the binary data format for input x"
+)
+
+
+def _check_numeric_echo(datatype: str, sent: list, outputs: dict[str, tuple[str, list, list]]):
+    """outputs: name -> (datatype, shape, flat values) of a numeric-echo answer to input x."""
+    assert outputs["x"][:2] == (datatype, [2, 2])
+    assert numeric_echo.same_values(datatype, sent, outputs["x"][2])
+    if datatype == "BYTES":
+        assert set(outputs) == {"x"}
+    else:
+        assert outputs["x_sum"] == ("FP64", [1], [numeric_echo.expected_sum(datatype, sent)])
+
+
+@e2e
+@pytest.mark.slow
+@pytest.mark.parametrize("datatype", numeric_echo.DATATYPES)
+def test_numeric_echo_round_trips_every_datatype_over_rest(server, datatype: str) -> None:
+    """numeric-echo returns each datatype's [2, 2] tensor exactly over JSON REST, with its FP64
+    sum. FP16 is kserve 0.14.1's exception: JSON FP16 is refused (400) before the model runs,
+    and the same tensor round-trips as binary tensor data."""
+    sent = numeric_echo.SAMPLES[datatype]
+    body = {"inputs": [{"name": "x", "datatype": datatype, "shape": [2, 2], "data": sent}]}
+    infer = url(server, f"/v2/models/{NUMERIC}/infer")
+    response = httpx.post(infer, json=body, timeout=60)
+    if datatype == "FP16":
+        assert response.status_code == 400
+        assert response.json() == {"error": FP16_JSON_REFUSED}
+        content, length = binary_tensor.encode_body(
+            {**body, "parameters": {"binary_data_output": True}}, ["x"]
+        )
+        response = httpx.post(
+            infer,
+            content=content,
+            headers={binary_tensor.HEADER: str(length), "content-type": "application/octet-stream"},
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        parsed = binary_tensor.split_body(
+            response.content, response.headers.get(binary_tensor.HEADER), "outputs"
+        )
+    else:
+        assert response.status_code == 200, response.text
+        parsed = response.json()
+    _check_numeric_echo(
+        datatype,
+        sent,
+        {o["name"]: (o["datatype"], o["shape"], flatten(o["data"])) for o in parsed["outputs"]},
+    )
+
+
+@e2e
+@pytest.mark.slow
+@pytest.mark.parametrize("datatype", numeric_echo.DATATYPES)
+def test_numeric_echo_round_trips_every_datatype_over_grpc_raw(server, datatype: str) -> None:
+    """Sent as raw_input_contents, each datatype comes back exactly, as raw_output_contents
+    (one entry per output), with its FP64 sum."""
+    sent = numeric_echo.SAMPLES[datatype]
+    client = V2GrpcClient(server.target.grpc_address)
+    try:
+        reply = client.infer(build_request(NUMERIC, [("x", datatype, [2, 2], sent)], raw=True))
+    finally:
+        client.close()
+    assert reply.ok, reply.details
+    message = reply.message
+    assert len(message.raw_output_contents) == len(message.outputs)
+    _check_numeric_echo(
+        datatype,
+        sent,
+        {
+            o.name: (o.datatype, list(o.shape), output_values(message, i))
+            for i, o in enumerate(message.outputs)
+        },
+    )
+
+
+@e2e
+@pytest.mark.slow
+def test_numeric_echo_zero_element_raw_output_is_dropped_upstream(server) -> None:
+    """kserve 0.14.1's to_grpc turns an output into raw bytes only when its data list is
+    non-empty: a zero-element echo stays in typed contents, so raw_output_contents has one entry
+    (the sum's) for two outputs (infer_type.py L1415-L1434, a listed deviation)."""
+    client = V2GrpcClient(server.target.grpc_address)
+    try:
+        reply = client.infer(build_request(NUMERIC, [("x", "INT32", [0], [])], raw=True))
+    finally:
+        client.close()
+    assert reply.ok, reply.details
+    assert [o.name for o in reply.message.outputs] == ["x", "x_sum"]
+    assert len(reply.message.raw_output_contents) == 1
+
+
+@e2e
+@pytest.mark.slow
+def test_numeric_echo_refuses_misfit_tensors(server) -> None:
+    """A tensor whose values do not fit its datatype is kserve's InvalidInput: 400 {"error"}
+    over REST; over gRPC the SDK's servicer lets it escape, so grpcio answers UNKNOWN."""
+    bad = [{"name": "x", "datatype": "UINT8", "shape": [2], "data": [255, 256]}]
+    response = httpx.post(
+        url(server, f"/v2/models/{NUMERIC}/infer"), json={"inputs": bad}, timeout=60
+    )
+    assert response.status_code == 400
+    assert response.json() == {"error": "input 'x': 256 is out of range for UINT8"}
+    client = V2GrpcClient(server.target.grpc_address)
+    try:
+        reply = client.infer(build_request(NUMERIC, [("x", "UINT8", [2], [255, 300])]))
+    finally:
+        client.close()
+    assert reply.code.name == "UNKNOWN"
+    assert "InvalidInput" in reply.details and "300 is out of range for UINT8" in reply.details
 
 
 @e2e
