@@ -42,3 +42,20 @@ def test_malformed_file_names_file_and_entry(tmp_path):
     path.write_text("deviations:\n  - implementation: kserve\n    check: test_x\n")
     with pytest.raises(ServegateError, match=r"x.yaml, entry 1: missing reference, reason"):
         load_deviations([path])
+
+
+def test_unless_task_drops_the_entry_when_the_target_serves_that_task():
+    dev = entry(unless_task="custom-numeric")
+    name, impl = "test_unknown_model_is_404[kserve]", "kserve 0.14.1"
+    assert dev.matches(name, impl, frozenset({"fill-mask"}))
+    assert not dev.matches(name, impl, frozenset({"fill-mask", "custom-numeric"}))
+
+
+def test_unless_task_is_read_from_the_file(tmp_path):
+    path = tmp_path / "k.yaml"
+    path.write_text(
+        "deviations:\n  - implementation: kserve\n    check: test_x\n    reference: r\n"
+        "    reason: why\n    unless_task: custom-numeric\n"
+    )
+    [dev] = load_deviations([path])
+    assert dev.unless_task == "custom-numeric"

@@ -401,7 +401,8 @@ def _apply_deviation(
     report: pytest.TestReport, state: SuiteState, name: str, target: Target
 ) -> None:
     """Strict expected deviations: a listed failure is expected; a listed pass fails."""
-    deviation = find_deviation(state.deviations, name, target.implementation)
+    tasks = frozenset(m.task for m in target.models.values() if m.task)
+    deviation = find_deviation(state.deviations, name, target.implementation, tasks)
     if deviation is None:
         return
     if report.failed:
