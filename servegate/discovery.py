@@ -12,6 +12,7 @@ from servegate.protocols.v1 import V1Client
 from servegate.protocols.v2_grpc import V2GrpcClient
 from servegate.protocols.v2_rest import V2RestClient
 from servegate.targets import ModelInfo, Target
+from servegate.tasks import numeric_echo
 
 #: words of V2 server names (GET /v2 "name") whose HuggingFace request encoding is known
 _HF_ENCODINGS = {"mlserver": "hf-v2-kwargs", "kserve": "hf-v2-input0"}
@@ -73,7 +74,10 @@ def _openai_routes(oai: OpenAIClient) -> set[str]:
 
 
 def task_from_name(model: str) -> str | None:
-    """The task a model name ends with (``tiny-fill-mask`` -> ``fill-mask``), if any."""
+    """The task a model name ends with (``tiny-fill-mask`` -> ``fill-mask``), if any; the
+    reference servers' ``numeric-echo`` is the custom numeric model."""
+    if model == numeric_echo.MODEL_NAME:
+        return numeric_echo.TASK
     for task in sorted(TASKS, key=len, reverse=True):
         if model == task or model.endswith("-" + task):
             return task
