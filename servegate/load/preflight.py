@@ -48,41 +48,33 @@ def _said(reply: Reply) -> str:
     return f"HTTP {reply.status}: {excerpt(reply.content, 300)}"
 
 
-def v2_reply_error(reply: Reply) -> str | None:
-    """Why a V2 inference reply is not a success (None when it is)."""
+def _list_reply_error(reply: Reply, field: str, *, non_empty: bool = False) -> str | None:
+    """Why a reply is not a 200 JSON object carrying a ``field`` list (None when it is)."""
     if reply.status != 200:
         return _said(reply)
     try:
         body = reply.json()
     except AssertionError:
         return "response is not JSON"
-    if not isinstance(body, dict) or not isinstance(body.get("outputs"), list):
-        return "response has no outputs list"
+    value = body.get(field) if isinstance(body, dict) else None
+    if not isinstance(value, list) or (non_empty and not value):
+        return f"response has no {field} list"
     return None
+
+
+def v2_reply_error(reply: Reply) -> str | None:
+    """Why a V2 inference reply is not a success (None when it is)."""
+    return _list_reply_error(reply, "outputs")
 
 
 def v1_reply_error(reply: Reply) -> str | None:
-    if reply.status != 200:
-        return _said(reply)
-    try:
-        body = reply.json()
-    except AssertionError:
-        return "response is not JSON"
-    if not isinstance(body, dict) or not isinstance(body.get("predictions"), list):
-        return "response has no predictions list"
-    return None
+    """Why a V1 predict reply is not a success (None when it is)."""
+    return _list_reply_error(reply, "predictions")
 
 
 def embeddings_reply_error(reply: Reply) -> str | None:
-    if reply.status != 200:
-        return _said(reply)
-    try:
-        body = reply.json()
-    except AssertionError:
-        return "response is not JSON"
-    if not isinstance(body, dict) or not isinstance(body.get("data"), list) or not body["data"]:
-        return "response has no data list"
-    return None
+    """Why an OpenAI embeddings reply is not a success (None when it is)."""
+    return _list_reply_error(reply, "data", non_empty=True)
 
 
 def v2_rest(host: str | None, opts: ScenarioOptions, body: dict[str, Any]) -> None:
