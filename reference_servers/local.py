@@ -11,7 +11,8 @@ import socket
 import subprocess
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -168,6 +169,32 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 @atexit.register
 def _stop_all() -> None:
     for server in list(_running):
+        server.stop()
+
+
+@contextmanager
+def small_server(
+    argv: Sequence[str],
+    http_port: int,
+    *,
+    name: str,
+    log_path: Path,
+    cwd: Path | None = None,
+    timeout: float = 30.0,
+) -> Iterator[str]:
+    """Run a small V2 server (a calibration or test server) for the length of a block.
+
+    Started, waited for (``GET /v2/health/ready``) and stopped exactly like a reference server;
+    yields its HTTP base URL.
+    """
+    launch = Launch(argv=list(argv), env={}, cwd=cwd or Path.cwd(), models={}, implementation=name)
+    target = Target(name=name, http_url=f"http://127.0.0.1:{http_port}")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    server = LocalServer(name, launch, target, log_path)
+    try:
+        server.wait_ready(timeout)
+        yield target.http_url
+    finally:
         server.stop()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,18 @@ def tiny_server(tmp_path: Path, empty_fixtures: FixtureSet, python: Path) -> Ite
     )
     yield server
     server.stop()
+
+
+@contextmanager
+def deviation_server_process(log_dir: Path) -> Iterator[tuple[str, str]]:
+    """The deviation server (tests/deviation_server) as a child process, every switch off:
+    yields (HTTP base URL, gRPC address). One process serves a whole kill-rate module; the
+    switches are flipped through its control endpoint."""
+    from servegate.reference_servers.local import free_port, small_server
+
+    http_port, grpc_port = free_port(), free_port()
+    argv = [sys.executable, "-m", "tests.deviation_server", "--http-port", str(http_port),
+            "--grpc-port", str(grpc_port)]  # fmt: skip
+    with small_server(argv, http_port, name="deviation server", cwd=ROOT,
+                      log_path=log_dir / "deviation-server.log") as url:  # fmt: skip
+        yield url, f"127.0.0.1:{grpc_port}"

@@ -12,9 +12,6 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import json
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +22,8 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
+from servegate.reference_servers.local import free_port
+from tests.conftest import deviation_server_process
 from tests.deviation_server import app as deviation_app
 from tests.deviation_server import openai as openai_routes
 from tests.deviation_server.switches import Switch, switches_of
@@ -43,54 +42,11 @@ FEATURES = "openai-chat,openai-stream,openai-stream-usage,openai-embeddings"
 KILL_RATE_GOAL = 0.95
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(url: str, proc: subprocess.Popen | None = None, deadline: float = 20.0) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"deviation server exited with {proc.returncode}")
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {deadline} s")
-
-
 @pytest.fixture(scope="module")
-def server() -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One deviation server process for the module; switches are flipped at run time."""
-    http, grpc = _free_port(), _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.deviation_server",
-            "--http-port",
-            str(http),
-            "--grpc-port",
-            str(grpc),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{http}"
-    try:
-        _wait(url + deviation_app.CONTROL_PATH, proc)
+    with deviation_server_process(tmp_path_factory.mktemp("deviation-server")) as (url, _):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _set(url: str, names: list[str]) -> None:
@@ -206,7 +162,7 @@ def test_every_v1_openai_switch_makes_its_check_fail(tmp_path: Path, server: str
 
 def test_openai_checks_follow_the_openai_base_option(tmp_path: Path) -> None:
     """--openai-base /v1 aims the OpenAI checks at /v1 (a server without KServe's prefix)."""
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         Starlette(routes=openai_routes.routes("/v1")),
         host="127.0.0.1",
@@ -218,7 +174,10 @@ def test_openai_checks_follow_the_openai_base_option(tmp_path: Path) -> None:
     thread.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(url + "/v1/models")
+        deadline = time.monotonic() + 20
+        while not web.started:  # uvicorn says when it listens
+            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
         outcomes = _run(
             tmp_path,
             url,

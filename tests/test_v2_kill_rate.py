@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +23,7 @@ import pytest
 import tritonclient.grpc  # noqa: F401
 import tritonclient.http  # noqa: F401
 
-from servegate.reference_servers.local import free_port
+from tests.conftest import deviation_server_process
 from tests.deviation_server import app
 from tests.deviation_server.switches import REGISTRY, Switch
 
@@ -44,43 +42,8 @@ GOAL = 0.95
 @pytest.fixture(scope="module")
 def deviation_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """The deviation server as a child process: (http base URL, gRPC address)."""
-    http_port, grpc_port = free_port(), free_port()
-    log = tmp_path_factory.mktemp("deviation-server") / "server.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.deviation_server",
-                "--http-port",
-                str(http_port),
-                "--grpc-port",
-                str(grpc_port),
-            ],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{http_port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/v2/health/live", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"deviation server did not start:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield url, f"127.0.0.1:{grpc_port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with deviation_server_process(tmp_path_factory.mktemp("deviation-server")) as server:
+        yield server
 
 
 def _set_switches(url: str, names: list[str]) -> None:

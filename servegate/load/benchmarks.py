@@ -24,6 +24,7 @@ from servegate.errors import ServegateError
 from servegate.load import plots, results
 from servegate.load.experiments import Settings, run_locust
 from servegate.load.metrics import ratio_error
+from servegate.reference_servers.local import free_port, small_server
 
 FIDELITY_GOAL = 0.05
 CAPACITY_GOAL = 0.5
@@ -36,46 +37,22 @@ def _cores() -> tuple[list[str], list[str]]:
     return ["taskset", "-c", "0"], ["taskset", "-c", "1"]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
-def calibration_server(script: Path, args: Sequence[str] = ()) -> Iterator[str]:
+def calibration_server(
+    script: Path, args: Sequence[str] = (), log_dir: Path | None = None
+) -> Iterator[str]:
     """Run the calibration server on a free port (pinned to core 0) and yield its URL."""
-    import httpx
-
     port = free_port()
     server_cpu, _ = _cores()
-    proc = subprocess.Popen(
+    log_dir = log_dir or Path(tempfile.gettempdir())
+    with small_server(
         [*server_cpu, sys.executable, str(script), "--port", str(port), *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise ServegateError(f"calibration server {script} did not start")
-            time.sleep(0.1)
+        port,
+        name=f"calibration server {script.name}",
+        log_path=log_dir / f"calibration-{port}.log",
+        timeout=15,
+    ) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def fidelity(
