@@ -30,12 +30,23 @@ class Feature:
 _FEATURES = [
     Feature("v2-rest", "Open Inference Protocol (V2) over REST: GET /v2 answers"),
     Feature("v2-grpc", "Open Inference Protocol (V2) over gRPC: ServerLive answers"),
+    Feature(
+        "v2-binary-tensor", "V2 REST binary tensor data extension (Inference-Header-Content-Length)"
+    ),
+    Feature("v2-model-versions", "V2 routes with a model version: /v2/models/{m}/versions/{v}"),
+    Feature("v2-repository", "V2 model repository extension: index, load and unload of models"),
     Feature("v1", "KServe V1 protocol: GET /v1/models answers"),
     Feature("openai", "OpenAI API routes: the models list answers"),
-    Feature("openai-chat", "OpenAI chat completions"),
-    Feature("openai-stream", "OpenAI streaming (server-sent events) for completions and chat"),
-    Feature("openai-stream-usage", "stream_options.include_usage: a final usage chunk"),
-    Feature("openai-embeddings", "OpenAI embeddings"),
+    Feature("openai-completions", "OpenAI (legacy) completions: POST {base}/completions"),
+    Feature("openai-chat", "OpenAI chat completions: POST {base}/chat/completions"),
+    Feature("openai-stream", "OpenAI streaming answers as server-sent events ending data: [DONE]"),
+    Feature("openai-stream-usage", "OpenAI stream_options.include_usage: a final usage chunk"),
+    Feature("openai-embeddings", "OpenAI embeddings: POST {base}/embeddings"),
+    Feature(
+        "openai-deterministic",
+        "OpenAI sampling the server promises to repeat: temperature 0 and a fixed seed give the "
+        "same text, streamed or not (the API does not promise it; declare it with --features)",
+    ),
     Feature(
         "hf-v2-kwargs",
         "HuggingFace tasks over V2 with inputs named after pipeline arguments and a BYTES "
@@ -46,18 +57,17 @@ _FEATURES = [
         "HuggingFace tasks over V2 with the text in inputs[0] and outputs named output-0 "
         "(KServe huggingfaceserver encoding)",
     ),
-    *(Feature(f"task-{t}", f"serves a model for the HuggingFace task {t}") for t in TASKS),
-    # Capabilities the profiles below group; discovery or --features declares them.
     Feature(
-        "v2-binary-tensor", "V2 REST binary tensor data extension (Inference-Header-Content-Length)"
+        "v1-hf-predictions",
+        "KServe huggingfaceserver's meaning of V1 predictions per task (class ids, tokens, "
+        "vectors); V1 itself leaves the response payload open",
     ),
-    Feature("v2-model-versions", "V2 routes with a model version: /v2/models/{m}/versions/{v}"),
-    Feature("v2-repository", "V2 model repository extension: index, load and unload of models"),
-    Feature("openai-completions", "OpenAI completions: POST {base}/completions"),
-    Feature("openai-chat", "OpenAI chat completions: POST {base}/chat/completions"),
-    Feature("openai-stream", "OpenAI streaming answers as server-sent events ending data: [DONE]"),
-    Feature("openai-stream-usage", "OpenAI stream_options.include_usage: a final usage chunk"),
-    Feature("openai-embeddings", "OpenAI embeddings: POST {base}/embeddings"),
+    Feature(
+        "hardening",
+        "good practice beyond the specs (never a 5xx for bad input, size limits, the gRPC code "
+        "that names the fault); checked only when the hardening profile is requested",
+    ),
+    *(Feature(f"task-{t}", f"serves a model for the HuggingFace task {t}") for t in TASKS),
 ]
 
 FEATURES: dict[str, Feature] = {f.name: f for f in _FEATURES}
@@ -128,7 +138,7 @@ _PROFILES = [
         "kserve-v1",
         "KServe V1 protocol: model list, readiness, predict",
         core=frozenset({"v1"}),
-        extended=TASK_FEATURES,
+        extended=frozenset({"v1-hf-predictions"}) | TASK_FEATURES,
     ),
     Profile(
         "openai",
@@ -141,9 +151,19 @@ _PROFILES = [
                 "openai-stream",
                 "openai-stream-usage",
                 "openai-embeddings",
+                "openai-deterministic",
             }
         )
         | TASK_FEATURES,
+    ),
+    Profile(
+        "hardening",
+        "good practice beyond the specs, over every protocol: bad input never gets a 5xx, "
+        "limits are enforced, gRPC codes name the fault",
+        core=frozenset({"hardening"}),
+        extended=frozenset(
+            name for name in (f.name for f in _FEATURES) if name != "hardening"
+        ),
     ),
 ]
 
