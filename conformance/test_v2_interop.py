@@ -1,5 +1,11 @@
 """Interoperability: tritonclient's HTTP and gRPC clients, written to the same protocol by
-another project, complete an inference round trip with the target."""
+another project, complete an inference round trip with the target.
+
+"By implementing this protocol both inference clients and servers will increase their utility
+and portability by being able to operate seamlessly on platforms that have standardized around
+this API" (required_api.md). Each round trip uses only what the protocol requires (health,
+readiness, inference with an id, FP32 and BYTES tensors); binary data is the extension's.
+"""
 
 from __future__ import annotations
 
@@ -102,8 +108,9 @@ def _round_trip(client, module, model: str, binary: bool, evidence_url: str) -> 
 
 @pytest.mark.features("v2-rest")
 def test_tritonclient_http_round_trip(target: Target, numeric: ModelInfo) -> None:
-    """tritonclient.http (JSON tensors) checks liveness and readiness and completes an
-    inference whose outputs equal its inputs."""
+    """tritonclient.http (JSON tensors) checks liveness ("A 200 status code indicates true")
+    and readiness and completes an inference whose outputs equal its inputs; it sends no
+    Content-Type, which the protocol does not ask for."""
     client = _http_client(target)
     try:
         _round_trip(client, triton_http, numeric.name, False, target.http_url)
@@ -113,7 +120,8 @@ def test_tritonclient_http_round_trip(target: Target, numeric: ModelInfo) -> Non
 
 @pytest.mark.features("v2-rest", "v2-binary-tensor")
 def test_tritonclient_http_binary_round_trip(target: Target, numeric: ModelInfo) -> None:
-    """tritonclient.http with binary tensor data both ways completes the round trip."""
+    """tritonclient.http with binary tensor data both ways (extension_binary_data.md,
+    feature v2-binary-tensor) completes the round trip."""
     client = _http_client(target)
     try:
         _round_trip(client, triton_http, numeric.name, True, target.http_url)
@@ -123,8 +131,9 @@ def test_tritonclient_http_binary_round_trip(target: Target, numeric: ModelInfo)
 
 @pytest.mark.features("v2-grpc")
 def test_tritonclient_grpc_round_trip(target: Target, numeric: ModelInfo) -> None:
-    """tritonclient.grpc checks liveness and readiness and completes an inference whose
-    outputs equal its inputs."""
+    """tritonclient.grpc (grpc_predict_v2.proto: ServerLive, ModelReady, ModelInfer with
+    typed contents) checks liveness and readiness and completes an inference whose outputs
+    equal its inputs."""
     if not target.grpc_address:
         pytest.skip(f"{UNSUPPORTED_PREFIX} {target.name} has no gRPC address (--grpc-target)")
     client = triton_grpc.InferenceServerClient(target.grpc_address)

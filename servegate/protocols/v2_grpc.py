@@ -18,6 +18,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from servegate.errors import Unreachable
+from servegate.protocols import binary_tensor
 from servegate.protocols.exchange import Exchange, excerpt
 
 #: V2 datatype -> (InferTensorContents field, numpy dtype for raw contents)
@@ -34,6 +35,7 @@ CONTENTS_FIELD: dict[str, tuple[str, str | None]] = {
     "FP16": ("", "float16"),  # no typed field: FP16 travels only as raw contents
     "FP32": ("fp32_contents", "float32"),
     "FP64": ("fp64_contents", "float64"),
+    "BF16": ("", None),  # raw only too, and no numpy type: the binary tensor codec has it
     "BYTES": ("bytes_contents", None),
 }
 
@@ -140,6 +142,8 @@ def encode_raw(datatype: str, data: Sequence[Any]) -> bytes:
             b = item.encode() if isinstance(item, str) else bytes(item)
             out += len(b).to_bytes(4, "little") + b
         return bytes(out)
+    if datatype == binary_tensor.BF16:
+        return binary_tensor.encode_tensor(datatype, data)
     np_dtype = CONTENTS_FIELD[datatype][1]
     return np.asarray(data, dtype=np_dtype).astype(np.dtype(np_dtype).newbyteorder("<")).tobytes()
 
@@ -153,6 +157,8 @@ def decode_raw(datatype: str, raw: bytes) -> list[Any]:
             out.append(raw[pos + 4 : pos + 4 + size])
             pos += 4 + size
         return out
+    if datatype == binary_tensor.BF16:
+        return binary_tensor.decode_tensor(datatype, raw)
     np_dtype = np.dtype(CONTENTS_FIELD[datatype][1]).newbyteorder("<")
     return np.frombuffer(raw, dtype=np_dtype).tolist()
 

@@ -25,23 +25,33 @@ class Switch:
     #: checks of which at least one must fail while the switch is on: ``test_name`` or
     #: ``test_name[pattern]`` where pattern is matched (fnmatch) against the parameter id
     checks: tuple[str, ...]
+    #: checks (same form) that must still pass while it is on: the switch breaks only good
+    #: practice (the hardening profile) there, in a way the protocol allows
+    passes: tuple[str, ...] = ()
 
     @property
     def check_functions(self) -> tuple[str, ...]:
         """The test function names, for ``pytest -k``."""
         return tuple(dict.fromkeys(c.split("[", 1)[0] for c in self.checks))
 
+    @property
+    def pass_functions(self) -> tuple[str, ...]:
+        """The test function names of :attr:`passes`."""
+        return tuple(dict.fromkeys(c.split("[", 1)[0] for c in self.passes))
+
 
 REGISTRY: dict[str, Switch] = {}
 
 
-def switch(name: str, area: str, description: str, checks: Iterable[str]) -> str:
+def switch(
+    name: str, area: str, description: str, checks: Iterable[str], passes: Iterable[str] = ()
+) -> str:
     """Register a switch and return its name (the constant a route module tests with)."""
     checks = tuple(checks)
     if not checks:
         raise ValueError(f"switch {name!r} names no check that catches it")
     existing = REGISTRY.get(name)
-    candidate = Switch(name, area, description, checks)
+    candidate = Switch(name, area, description, checks, tuple(passes))
     if existing is not None and existing != candidate:
         raise ValueError(f"switch {name!r} is registered twice, differently")
     REGISTRY[name] = candidate
