@@ -417,14 +417,14 @@ def _grpc_subjects(target: Target, client: V2GrpcClient, ledger: Ledger) -> Iter
         yield GrpcSubject(name, spec, tensors)
 
 
-def _grpc_answered(
-    reply: GrpcReply, subject: GrpcSubject, ledger: Ledger
-) -> list[Tensor] | None:
+def _grpc_answered(reply: GrpcReply, subject: GrpcSubject, ledger: Ledger) -> list[Tensor] | None:
     if reply.ok:
         return v2_synth.grpc_outputs(reply.message)
     has_bytes = any(t.datatype == "BYTES" for t in subject.tensors)
     if has_bytes and reply.code.name == "INVALID_ARGUMENT":
-        ledger.leave_out(subject.name, f"it refuses plain-text BYTES inputs ({reply.details[:120]})")
+        ledger.leave_out(
+            subject.name, f"it refuses plain-text BYTES inputs ({reply.details[:120]})"
+        )
         return None
     ledger.fail(
         subject.name,

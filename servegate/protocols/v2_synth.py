@@ -165,7 +165,9 @@ def valid_inputs(spec: ModelSpec) -> list[Tensor]:
     tensors = []
     for i, t in enumerate(spec.inputs):
         shape = concrete_shape(t.shape)
-        tensors.append(Tensor(t.name, t.datatype, shape, sample_values(t.datatype, _count(shape), i)))
+        tensors.append(
+            Tensor(t.name, t.datatype, shape, sample_values(t.datatype, _count(shape), i))
+        )
     return tensors
 
 
@@ -191,9 +193,13 @@ def faulty_inputs(fault: str, spec: ModelSpec, tensors: Sequence[Tensor]) -> lis
         return rest
     if fault == "wrong-datatype":
         if first.datatype == "BYTES":
-            wrong = replace(first, datatype="INT32", values=sample_values("INT32", len(first.values)))
+            wrong = replace(
+                first, datatype="INT32", values=sample_values("INT32", len(first.values))
+            )
         else:
-            wrong = replace(first, datatype="BYTES", values=sample_values("BYTES", len(first.values)))
+            wrong = replace(
+                first, datatype="BYTES", values=sample_values("BYTES", len(first.values))
+            )
         return [wrong, *rest]
     if fault == "wrong-rank":
         return [replace(first, shape=(*first.shape, 1)), *rest]
@@ -365,7 +371,9 @@ def grpc_outputs(response: pb.ModelInferResponse) -> list[Tensor]:
 
 def shape_fits(declared: Sequence[int], actual: Sequence[int]) -> bool:
     """Whether a concrete shape is one the declared shape allows (-1 matches any size)."""
-    return len(declared) == len(actual) and all(d in (-1, a) for d, a in zip(declared, actual))
+    return len(declared) == len(actual) and all(
+        d in (-1, a) for d, a in zip(declared, actual, strict=True)
+    )
 
 
 def output_problems(spec: ModelSpec, outputs: Sequence[Tensor]) -> list[str]:
