@@ -6,10 +6,12 @@ its datatype, variable dimensions made small and values well inside the datatype
 (servegate/protocols/v2_synth.py), and judges the answer against the same metadata and the
 protocol. Each check loops over the models and names every model that breaks its rule.
 
-A model whose metadata gives nothing to build from (no inputs declared), or whose BYTES inputs
-need content the metadata cannot describe (the model refuses plain text with a 4xx error
-object), is left out of the check with that evidence; when every model is left out the check is
-unsupported. A model with only numeric inputs has no such excuse: any in-range value is valid.
+A model whose metadata gives nothing to build from (no inputs declared, one name declared
+twice), or whose request is valid only in doubt (BYTES inputs may need content the metadata
+cannot describe, such as an image; FP16 as JSON numbers, which the protocol calls problematic,
+where the server lacks the binary extension) and that refuses it with an error object, is left
+out of the check with that evidence; when every model is left out the check is unsupported. A
+model with only numeric inputs sent exactly has no such excuse: any in-range value is valid.
 """
 
 from __future__ import annotations
@@ -92,6 +94,17 @@ class RestSubject:
     name: str
     spec: ModelSpec
     tensors: list[Tensor]
+    #: FP16/BF16 inputs go as JSON numbers (the target lacks the binary extension)
+    raw_as_json: bool = False
+
+    @property
+    def doubt(self) -> str | None:
+        """Why a refusal of the valid request may be the model's right, if it may."""
+        if any(t.datatype == "BYTES" for t in self.tensors):
+            return "its BYTES inputs may need content the metadata cannot describe"
+        if self.raw_as_json and v2_synth.needs_raw(self.tensors):
+            return "its FP16/BF16 inputs went as JSON numbers, which the protocol calls problematic"
+        return None
 
 
 def _rest_subjects(
@@ -110,13 +123,7 @@ def _rest_subjects(
         except Unusable as exc:
             ledger.leave_out(name, str(exc))
             continue
-        if v2_synth.needs_raw(tensors) and not binary:
-            ledger.leave_out(
-                name,
-                "an FP16/BF16 input has no JSON form and the target lacks v2-binary-tensor",
-            )
-            continue
-        yield RestSubject(name, spec, tensors)
+        yield RestSubject(name, spec, tensors, raw_as_json=not binary)
 
 
 def _send(
@@ -125,7 +132,11 @@ def _send(
     tensors: list[Tensor] | None = None,
     **options: Any,
 ) -> Reply:
-    body, headers = v2_synth.rest_body(subject.tensors if tensors is None else tensors, **options)
+    body, headers = v2_synth.rest_body(
+        subject.tensors if tensors is None else tensors,
+        raw_as_json=subject.raw_as_json,
+        **options,
+    )
     return v2.infer(subject.name, content=body, headers=headers)
 
 
@@ -134,8 +145,8 @@ def _answered(
 ) -> tuple[dict[str, Any], list[Tensor]] | None:
     """The parsed answer to a valid request; None after recording why there is none.
 
-    A 4xx error object for a model with BYTES inputs leaves the model out: its BYTES inputs
-    need content (an image, a particular text) the metadata cannot describe.
+    An error object (any error status: "typically 400") for a request valid only in doubt
+    leaves the model out (see the module's docstring).
     """
     if reply.status == 200:
         try:
@@ -151,11 +162,11 @@ def _answered(
             ledger.fail(subject.name, f"the answer is not an inference response: {exc}", reply)
             return None
         return head, outputs
-    has_bytes = any(t.datatype == "BYTES" for t in subject.tensors)
-    if has_bytes and 400 <= reply.status < 500 and _error_object(reply):
+    if subject.doubt and reply.status >= 400 and _error_object(reply):
         ledger.leave_out(
             subject.name,
-            f"it refuses plain-text BYTES inputs ({reply.status} {reply.json()['error'][:120]!r})",
+            f"{subject.doubt}, and it refuses the request built from its metadata "
+            f"({reply.status} {reply.json()['error'][:120]!r})",
         )
         return None
     ledger.fail(
@@ -420,10 +431,12 @@ def _grpc_subjects(target: Target, client: V2GrpcClient, ledger: Ledger) -> Iter
 def _grpc_answered(reply: GrpcReply, subject: GrpcSubject, ledger: Ledger) -> list[Tensor] | None:
     if reply.ok:
         return v2_synth.grpc_outputs(reply.message)
-    has_bytes = any(t.datatype == "BYTES" for t in subject.tensors)
-    if has_bytes and reply.code.name == "INVALID_ARGUMENT":
+    if any(t.datatype == "BYTES" for t in subject.tensors):
+        # "OK indicates success and other codes indicate failure": any code may refuse
         ledger.leave_out(
-            subject.name, f"it refuses plain-text BYTES inputs ({reply.details[:120]})"
+            subject.name,
+            "its BYTES inputs may need content the metadata cannot describe, and it refuses "
+            f"the request built from its metadata ({reply.code.name} {reply.details[:120]})",
         )
         return None
     ledger.fail(

@@ -98,7 +98,8 @@ def _spec_tensors(items: Sequence[Any], kind: str) -> tuple[TensorSpec, ...]:
     out = []
     for item in items:
         get = item.get if isinstance(item, Mapping) else lambda k, o=item: getattr(o, k, None)
-        name, datatype, shape = get("name"), get("datatype"), get("shape")
+        name, datatype = get("name"), get("datatype")
+        shape: Any = get("shape")
         if not isinstance(name, str) or not isinstance(datatype, str):
             raise Unusable(f"an {kind} tensor lacks a name or a datatype: {item!r}"[:200])
         try:
@@ -124,6 +125,11 @@ def check_synthesisable(spec: ModelSpec) -> None:
     """Unusable when the metadata gives nothing to build a request from."""
     if not spec.inputs:
         raise Unusable("its metadata declares no inputs")
+    names = [t.name for t in spec.inputs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        # e.g. one name per accepted encoding: alternatives, not one request
+        raise Unusable(f"its metadata declares input(s) {repeated} more than once")
     for t in spec.inputs:
         if t.datatype not in SYNTHESISABLE:
             raise Unusable(f"input {t.name!r} has datatype {t.datatype!r}, not a V2 datatype")
@@ -220,6 +226,7 @@ def rest_body(
     tensors: Sequence[Tensor],
     *,
     binary_inputs: bool = False,
+    raw_as_json: bool = False,
     binary_outputs: bool = False,
     request_id: str | None = None,
     outputs: Sequence[str] | None = None,
@@ -227,7 +234,8 @@ def rest_body(
     """An inference request body and its headers.
 
     Tensors go as JSON values unless ``binary_inputs`` or their datatype has no JSON form (then
-    as binary parts); ``binary_outputs`` asks for every output as binary data.
+    as binary parts; with ``raw_as_json``, for a server without the binary extension, as JSON
+    numbers after all); ``binary_outputs`` asks for every output as binary data.
     """
     head: dict[str, Any] = {}
     if request_id is not None:
@@ -238,7 +246,7 @@ def rest_body(
     inputs = []
     for t in tensors:
         entry: dict[str, Any] = {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
-        if binary_inputs or t.datatype in RAW_ONLY:
+        if binary_inputs or (t.datatype in RAW_ONLY and not raw_as_json):
             raw = encode_raw(t.datatype, t.values)
             entry["parameters"] = {"binary_data_size": len(raw)}
             parts.append(raw)
