@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from servegate.checks import RuleViolation, expect_model
+from servegate.checks import RuleViolation
 from servegate.entry.pytest_plugin import effective_features
 from servegate.features import UNSUPPORTED_PREFIX
 from servegate.protocols import binary_tensor, v2_synth
@@ -102,9 +102,16 @@ class RestSubject:
         """Why a refusal of the valid request may be the model's right, if it may."""
         if any(t.datatype == "BYTES" for t in self.tensors):
             return "its BYTES inputs may need content the metadata cannot describe"
-        if self.raw_as_json and v2_synth.needs_raw(self.tensors):
-            return "its FP16/BF16 inputs went as JSON numbers, which the protocol calls problematic"
+        if self.raw_as_json and (v2_synth.needs_raw(self.tensors) or self.raw_outputs):
+            return (
+                "its FP16/BF16 tensors went as JSON numbers, which the protocol calls problematic"
+            )
         return None
+
+    @property
+    def raw_outputs(self) -> list[str]:
+        """Declared outputs with no JSON form (FP16, BF16)."""
+        return [o.name for o in self.spec.outputs if o.datatype in v2_synth.RAW_ONLY]
 
 
 def _rest_subjects(
@@ -115,7 +122,8 @@ def _rest_subjects(
     for name in sorted(target.models):
         reply = v2.model_metadata(name)
         if reply.status != 200:
-            ledger.fail(name, f"its metadata answers {reply.status}", reply)
+            # test_model_metadata_describes_every_model fails for it; here it is not judged
+            ledger.leave_out(name, f"its metadata answers {reply.status}, not 200")
             continue
         try:
             spec = v2_synth.model_spec(name, reply.json())
@@ -132,6 +140,10 @@ def _send(
     tensors: list[Tensor] | None = None,
     **options: Any,
 ) -> Reply:
+    if subject.raw_outputs and not subject.raw_as_json and not options.get("binary_outputs"):
+        # FP16/BF16 outputs as binary data, the others as JSON: that takes naming them all
+        options.setdefault("outputs", [o.name for o in subject.spec.outputs])
+        options["binary_output_names"] = subject.raw_outputs
     body, headers = v2_synth.rest_body(
         subject.tensors if tensors is None else tensors,
         raw_as_json=subject.raw_as_json,
@@ -359,9 +371,12 @@ def test_metadata_derived_bad_request_is_refused_cleanly(
                 ledger.fail(subject.name, "answered 200: the data does not fill the shape", reply)
                 continue
             try:
-                expect_model(InferenceResponse, reply.json(), ledger.rule, reply)
-            except AssertionError as exc:
-                ledger.fail(subject.name, f"a 200 that is not an inference response: {exc}")
+                head, _ = v2_synth.rest_outputs(
+                    reply.content, reply.headers.get(binary_tensor.HEADER)
+                )
+                InferenceResponse.model_validate(head)
+            except ValueError as exc:
+                ledger.fail(subject.name, f"a 200 that is not an inference response: {exc}", reply)
                 continue
         elif reply.status < 400:
             ledger.fail(subject.name, f"status {reply.status} is neither success nor error", reply)
@@ -417,7 +432,8 @@ def _grpc_subjects(target: Target, client: V2GrpcClient, ledger: Ledger) -> Iter
     for name in sorted(target.models):
         reply = client.model_metadata(name)
         if not reply.ok:
-            ledger.fail(name, f"ModelMetadata answers {reply.code.name}: {reply.details}", reply)
+            # test_grpc_model_metadata_describes_every_model fails for it; not judged here
+            ledger.leave_out(name, f"ModelMetadata answers {reply.code.name}, not OK")
             continue
         try:
             spec = v2_synth.model_spec(name, reply.message)

@@ -230,12 +230,14 @@ def rest_body(
     binary_outputs: bool = False,
     request_id: str | None = None,
     outputs: Sequence[str] | None = None,
+    binary_output_names: Sequence[str] = (),
 ) -> tuple[bytes, dict[str, str]]:
     """An inference request body and its headers.
 
     Tensors go as JSON values unless ``binary_inputs`` or their datatype has no JSON form (then
     as binary parts; with ``raw_as_json``, for a server without the binary extension, as JSON
-    numbers after all); ``binary_outputs`` asks for every output as binary data.
+    numbers after all); ``binary_outputs`` asks for every output as binary data, and
+    ``binary_output_names`` for those of the requested ``outputs`` only.
     """
     head: dict[str, Any] = {}
     if request_id is not None:
@@ -255,7 +257,12 @@ def rest_body(
         inputs.append(entry)
     head["inputs"] = inputs
     if outputs is not None:
-        head["outputs"] = [{"name": n} for n in outputs]
+        head["outputs"] = [
+            {"name": n, "parameters": {"binary_data": True}}
+            if n in binary_output_names
+            else {"name": n}
+            for n in outputs
+        ]
     encoded = json.dumps(head).encode()
     headers = {"content-type": "application/json"}
     if parts:
