@@ -11,10 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from conformance import test_v2_interop as interop
 from servegate.errors import BadTarget, Unreachable
 from servegate.protocols.http import HttpSession
-from servegate.protocols.v2_grpc import V2GrpcClient
-from servegate.targets import Connection
+from servegate.protocols.v2_grpc import V2GrpcClient, call_metadata
+from servegate.targets import Connection, Target
 from tests.servers.grpc_tls import make_self_signed, start_grpc_tls
 from tests.servers.https_v2 import make_certs, start_https_v2, x509
 
@@ -272,3 +273,33 @@ def test_run_over_https_and_grpc_tls_keeps_the_token_out_of_reports(pytester, ce
         assert TOKEN not in path.read_text(errors="replace"), path
     out = result.stdout.str() + result.stderr.str()
     assert TOKEN not in out
+
+
+# --- tritonclient (the interop checks) with the same options ----------------------------------
+
+
+def _target(certs, verify, **kw) -> Target:
+    return Target(name="t", connection=Connection(headers=AUTH, verify=verify), **kw)
+
+
+@pytest.mark.parametrize("verify", ["ca", False], ids=["ca-bundle", "insecure"])
+def test_tritonclient_http_gets_the_tls_settings_and_headers(server, certs, verify):
+    target = _target(certs, str(certs.ca) if verify == "ca" else False, http_url=server.url)
+    client = interop._http_client(target)
+    try:
+        assert client.is_server_live(headers=interop._headers(target))
+        assert not client.is_server_live()  # the server refuses a call without the token
+    finally:
+        client.close()
+
+
+def test_tritonclient_grpc_gets_the_tls_settings_and_metadata(grpc_server, certs):
+    target = _target(
+        certs, str(certs.ca), http_url="https://127.0.0.1:1", grpc_address=grpc_server.address
+    )
+    client = interop._grpc_client(target)
+    try:
+        assert client.is_server_live(headers=dict(call_metadata(target.connection)))
+    finally:
+        client.close()
+    assert grpc_server.seen[-1]["authorization"] == f"Bearer {TOKEN}"
