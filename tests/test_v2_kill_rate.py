@@ -28,7 +28,7 @@ import tritonclient.grpc  # noqa: F401
 import tritonclient.http  # noqa: F401
 
 from tests.conftest import deviation_server_process
-from tests.deviation_server import app
+from tests.deviation_server import app, v2_metadata
 from tests.deviation_server.switches import REGISTRY, Switch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,7 +117,8 @@ def caught_by(
 
 
 def _v2_switches() -> list[Switch]:
-    return [s for s in REGISTRY.values() if s.area.startswith("v2")]
+    # the metadata-driven switches are proven below, with the hardening checks they need
+    return [s for s in REGISTRY.values() if s.area.startswith("v2") and s.area != v2_metadata.AREA]
 
 
 def test_registry_names_real_checks() -> None:
@@ -187,3 +188,55 @@ def test_every_v2_check_fails_under_its_switch(
     assert not legal_failed, (
         f"the core fails answers the protocol allows: {json.dumps(legal_failed, indent=1)}"
     )
+
+
+# --- the metadata-driven checks (conformance/test_v2_metadata.py) ----------------------------
+
+METADATA_CHECKS = "test_metadata_"
+
+
+def test_metadata_switches_name_metadata_checks() -> None:
+    """Every check a metadata switch names is a check of conformance/test_v2_metadata.py."""
+    app.load_all()
+    source = (CONFORMANCE / "test_v2_metadata.py").read_text()
+    switches = [s for s in REGISTRY.values() if s.area == v2_metadata.AREA]
+    assert switches
+    unknown = sorted(
+        {
+            f
+            for s in switches
+            for f in s.check_functions
+            if not f.startswith(METADATA_CHECKS) or f"def {f}(" not in source
+        }
+    )
+    assert not unknown, f"metadata switches name checks that do not exist: {unknown}"
+
+
+def test_every_metadata_check_fails_under_its_switch(
+    pytester: pytest.Pytester, deviation_server: tuple[str, str]
+) -> None:
+    """With no switch on, every metadata-driven check passes (hardening included) over every
+    model it can build a request for; each metadata switch makes a check it names fail."""
+    app.load_all()
+    url, _ = deviation_server
+    _set_switches(url, [])
+    hardening = "--features=hardening"
+    clean = _run(pytester, deviation_server, hardening, "-k", METADATA_CHECKS)
+    passed, skipped, failed = clean.listoutcomes()
+    assert not failed, f"metadata checks fail with no switch on: {_failed_names(clean)}"
+    assert not skipped, f"metadata checks unsupported on the deviation server: {skipped}"
+    assert len(passed) >= 18, f"only {len(passed)} metadata checks ran"
+
+    switches = [s for s in REGISTRY.values() if s.area == v2_metadata.AREA]
+    survivors: dict[str, list[str]] = {}
+    for switch in switches:
+        _set_switches(url, [switch.name])
+        recorder = _run(
+            pytester, deviation_server, hardening, "-k", " or ".join(switch.check_functions)
+        )
+        failed_names = _failed_names(recorder)
+        if not caught_by(switch, failed_names):
+            survivors[switch.name] = failed_names
+    _set_switches(url, [])
+    print(f"\nmetadata kill rate: {len(switches) - len(survivors)}/{len(switches)}")
+    assert not survivors, f"switches no metadata check caught: {json.dumps(survivors)}"

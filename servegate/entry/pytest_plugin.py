@@ -66,10 +66,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="append",
         default=[],
         metavar="'NAME: VALUE'",
-        help="extra header for every request, e.g. an Authorization bearer token",
+        help="extra header for every request, e.g. an Authorization bearer token (gRPC: call "
+        "metadata, the name lowercased)",
     )
-    group.addoption("--insecure", action="store_true", help="do not verify TLS certificates")
-    group.addoption("--ca-bundle", default=None, metavar="PATH", help="CA bundle for https")
+    group.addoption(
+        "--insecure",
+        action="store_true",
+        help="do not verify TLS certificates; gRPC (TLS when --target is https) cannot skip "
+        "verification, so it trusts the self-signed certificate the server presents: "
+        "encrypted, not authenticated (a CA-issued one needs --ca-bundle)",
+    )
+    group.addoption(
+        "--ca-bundle",
+        default=None,
+        metavar="PATH",
+        help="CA bundle for https and for gRPC over TLS (TLS when --target is https)",
+    )
     group.addoption(
         "--request-timeout",
         type=float,
@@ -334,7 +346,7 @@ def v2(target: Target) -> Iterator[V2RestClient]:
 def v2_grpc(target: Target) -> Iterator[V2GrpcClient]:
     if not target.grpc_address:
         pytest.skip(f"{UNSUPPORTED_PREFIX} {target.name} has no gRPC address (--grpc-target)")
-    client = V2GrpcClient(target.grpc_address, timeout=target.connection.timeout)
+    client = V2GrpcClient.for_target(target)  # its headers and TLS settings too
     yield client
     client.close()
 

@@ -9,7 +9,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from servegate.protocols import binary_tensor
-from tests.deviation_server import models
+from tests.deviation_server import models, v2_metadata
 from tests.deviation_server.models import InvalidInput, NotFound, Tensor
 from tests.deviation_server.switches import BOARD, switch
 from tests.deviation_server.v2_rest import SERVER_NAME, SERVER_VERSION, UNLOADED
@@ -327,6 +327,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
     def ModelMetadata(self, request, context):
         model = _model(request.name, request.version)
         ins, outs = model.metadata_tensors()
+        outs = v2_metadata.declared(outs)
         lower = BOARD.on(MODEL_META_BAD_DATATYPE)
 
         def meta(t: dict) -> pb.ModelMetadataResponse.TensorMetadata:
@@ -358,7 +359,11 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         requested = [o.name for o in request.outputs] or None
         if BOARD.on(OUTPUTS_IGNORED):
             requested = None
-        outputs = models.infer(model, tensors, requested)
+        # the metadata-driven switches (v2_metadata.py)
+        raw_request = bool(request.raw_input_contents)
+        if v2_metadata.grpc_filter_ignored(raw_request):
+            requested = None
+        outputs = v2_metadata.grpc_outputs(models.infer(model, tensors, requested))
         if BOARD.on(DIFFERS_FROM_REST):
             for out in outputs:
                 if out.name.endswith(models.SUM_SUFFIX):
@@ -366,7 +371,9 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         response = pb.ModelInferResponse(
             model_name="some-other-model" if BOARD.on(WRONG_MODEL_NAME) else model.name,
             model_version=model.versions[0] if model.versions else "",
-            id="" if BOARD.on(ID_NOT_ECHOED) else request.id,
+            id=""
+            if BOARD.on(ID_NOT_ECHOED) or v2_metadata.grpc_id_dropped(raw_request)
+            else request.id,
         )
         raw = bool(request.raw_input_contents) or any(o.datatype == "FP16" for o in outputs)
         for out in outputs:

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from servegate.protocols import binary_tensor
-from tests.deviation_server import models
+from tests.deviation_server import models, v2_metadata
 from tests.deviation_server.models import InvalidInput, NotFound, Tensor
 from tests.deviation_server.switches import BOARD, switch
 
@@ -424,6 +424,7 @@ async def model_metadata(request: Request) -> Response:
         return JSONResponse({})
     model = _model(request)
     ins, outs = model.metadata_tensors()
+    outs = v2_metadata.declared(outs)
     if BOARD.on(MODEL_META_BAD_DATATYPE):
         ins = [{**t, "datatype": t["datatype"].lower()} for t in ins]
     body: dict[str, Any] = {
@@ -449,6 +450,8 @@ async def model_ready(request: Request) -> Response:
         return _error(404, "not ready")
     if model.name in UNLOADED and not BOARD.on(UNLOADED_READY):
         return _error(400, f"model {model.name!r} is not loaded")
+    if v2_metadata.owes_unready(model.name):
+        return JSONResponse({"name": model.name, "ready": False}, status_code=503)
     return JSONResponse({"name": model.name, "ready": True})
 
 
@@ -640,6 +643,15 @@ async def infer(request: Request) -> Response:
     ):
         raise InvalidInput("nested data is not supported")
     tensors = [_tensor(t, BOARD.on(BINARY_INPUT_BIG_ENDIAN)) for t in raw_inputs]
+    # the metadata-driven switches (v2_metadata.py)
+    binary_request = header_length is not None
+    strayed = v2_metadata.stray_from_metadata(model, tensors)
+    if strayed is not None:
+        status, content = strayed
+        if isinstance(content, str):
+            return PlainTextResponse(content, status_code=status)
+        return JSONResponse(content, status_code=status)
+    tensors = v2_metadata.pad_short(tensors)
 
     requested = payload.get("outputs")
     binary_all = bool((params or {}).get("binary_data_output")) and not BOARD.on(
@@ -659,7 +671,10 @@ async def infer(request: Request) -> Response:
             if oparams.get("binary_data") and not BOARD.on(BINARY_PER_OUTPUT_IGNORED):
                 binary_names.add(out["name"])
         names = None if BOARD.on(OUTPUTS_IGNORED) else [o["name"] for o in requested]
+    if v2_metadata.filter_ignored(binary_request):
+        names = None
     outputs = models.infer(model, tensors, names)
+    outputs = v2_metadata.rest_outputs(outputs, names is not None, binary_request)
 
     response: dict[str, Any] = {
         "model_name": model.name,
@@ -673,6 +688,8 @@ async def infer(request: Request) -> Response:
         del response["model_name"]
     if request_id is not None and not BOARD.on(ID_NOT_ECHOED):
         response["id"] = request_id + "-x" if BOARD.on(ID_ALTERED) else request_id
+    if v2_metadata.id_dropped(binary_request):
+        response.pop("id", None)
     parts: list[bytes] = []
     out_json = []
     for out in outputs:
@@ -682,7 +699,9 @@ async def infer(request: Request) -> Response:
             if out.datatype == "BYTES" and BOARD.on(BINARY_BYTES_NO_PREFIX):
                 raw = b"".join(out.data)
             else:
-                raw = binary_tensor.encode_tensor(out.datatype, out.data)
+                raw = binary_tensor.encode_tensor(
+                    out.datatype, v2_metadata.binary_value(out.datatype, out.data)
+                )
             oparams["binary_data_size"] = len(raw)
             parts.append(raw)
         else:
@@ -729,3 +748,4 @@ def reset() -> None:
     """Forget unloaded models and owed not-ready answers (called when switches are set)."""
     UNLOADED.clear()
     _unready_once[0] = False
+    v2_metadata.reset()
