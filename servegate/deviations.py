@@ -188,8 +188,13 @@ _VERSION = r"v?(\d+(?:\.\d+)*(?:(?:a|b|rc|\.post|\.dev)\d+)?)(?![\w.])"
 def version_after(text: str, word: str) -> Version | None:
     """The version written right after ``word`` in ``text``: in "servegate KServe HF server
     (huggingfaceserver 0.14.1 behaviour) on kserve 0.14.2 SDK" kserve's is 0.14.2, not the
-    first number after the first "kserve"."""
+    first number after the first "kserve". Where no version follows the word itself, the
+    version of a hyphenated name made with it counts ("servegate-kserve-huggingface 0.14.1",
+    as a server names itself in GET /v2)."""
     match = re.search(_word(word) + r"\s+" + _VERSION, text, re.IGNORECASE)
+    if not match:
+        compound = rf"(?<![\w-])(?:[\w.]+-)*{re.escape(word)}(?:-[\w.]+)*"
+        match = re.search(compound + r"\s+" + _VERSION, text, re.IGNORECASE)
     if not match:
         return None
     try:

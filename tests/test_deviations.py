@@ -231,6 +231,10 @@ def test_a_grpc_code_name_is_matched_against_the_reply_code():
         ("MLServer 1.7.1 with mlserver-huggingface 1.6.0", "mlserver", "1.7.1"),
         ("MLServer 1.7.1 with mlserver-huggingface 1.6.0", "mlserver-huggingface", "1.6.0"),
         ("kserve 0.14.1", "kserve", "0.14.1"),
+        # a server that names itself in GET /v2: the version after the hyphenated name
+        ("servegate-kserve-huggingface 0.14.1", "kserve", "0.14.1"),
+        ("kserve-huggingfaceserver 0.14.1", "kserve", "0.14.1"),
+        ("mlserver-huggingface 1.6.0 on kserver 0.1", "kserve", None),
         ("triton v2.51", "triton", "2.51"),
         ("KServe huggingfaceserver image x:0.14.1", "kserve", None),
     ],
