@@ -18,7 +18,7 @@ import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from servegate.checks import expect
+from servegate.checks import RuleViolation, expect
 from servegate.features import UNSUPPORTED_PREFIX
 from servegate.protocols.exchange import Exchange
 from servegate.protocols.v2_grpc import call_metadata, tls_settings, uses_tls
@@ -131,9 +131,7 @@ def _round_trip(
             model, [fp32, words], outputs=outputs, request_id="interop-1", headers=headers
         )
     except InferenceServerException as exc:
-        raise AssertionError(
-            f"rule: {rule}\nproblem: {exc}\n{_Evidence(evidence_url, what).describe()}"
-        ) from None
+        raise RuleViolation(rule, str(exc), _Evidence(evidence_url, what)) from None
     got_fp32, got_words = result.as_numpy("fp32"), result.as_numpy("bytes")
     seen = (
         f"fp32 {None if got_fp32 is None else got_fp32.tolist()}, bytes "

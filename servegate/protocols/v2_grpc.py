@@ -20,6 +20,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
+from servegate.checks import RuleViolation
 from servegate.errors import BadTarget, Unreachable
 from servegate.protocols import binary_tensor
 from servegate.protocols.exchange import Exchange, excerpt
@@ -56,6 +57,11 @@ class GrpcReply:
     @property
     def ok(self) -> bool:
         return self.code == grpc.StatusCode.OK
+
+    @property
+    def status(self) -> str:
+        """The code's name ("INVALID_ARGUMENT"), as an HTTP reply's status says how it ended."""
+        return self.code.name
 
     def describe(self) -> str:
         return self.exchange.describe()
@@ -282,10 +288,25 @@ def decode_raw(datatype: str, raw: bytes) -> list[Any]:
     return np.frombuffer(raw, dtype=np_dtype).tolist()
 
 
+#: grpc_predict_v2.proto, ModelInferResponse.raw_output_contents
+RAW_OUTPUTS_RULE = (
+    "to use the raw representation 'raw_output_contents' must be initialized with data for each "
+    "tensor in the same order as 'outputs'"
+)
+
+
 def output_values(response: pb.ModelInferResponse, index: int) -> list[Any]:
     """Flat values of response output ``index``, from raw contents or typed contents."""
     out = response.outputs[index]
     if response.raw_output_contents:
+        # paired by index, a missing entry would give an output another output's bytes
+        count, outputs = len(response.raw_output_contents), len(response.outputs)
+        if count != outputs:
+            names = ", ".join(o.name for o in response.outputs)
+            raise RuleViolation(
+                RAW_OUTPUTS_RULE,
+                f"raw_output_contents has {count} entries for {outputs} outputs ({names})",
+            )
         return decode_raw(out.datatype, response.raw_output_contents[index])
     field = CONTENTS_FIELD.get(out.datatype, ("", None))[0]
     if not field:
