@@ -116,8 +116,6 @@ class TritonRuntime:
         argv = [str(python), str(SERVER_SCRIPT)]
         argv += ["--http-port", str(ports.http), "--grpc-port", str(ports.grpc)]
         argv += ["--metrics-port", str(ports.metrics), "--address", "127.0.0.1"]
-        # PyTriton's model store and its sockets live here, not in a random /tmp folder
-        argv += ["--workspace", str(workdir / "workspace")]
         version = pytriton_version(python)
         return Launch(
             argv=argv,

@@ -1,7 +1,11 @@
 """The models servegate binds into Triton through PyTriton, and the script that serves them.
 
 Runs inside the Triton env (``python triton_models.py --http-port P --grpc-port G
---metrics-port M --workspace DIR``); imports pytriton and numpy only.
+--metrics-port M``); imports pytriton and numpy only.
+
+PyTriton's workspace (model store and the Unix sockets between Triton's Python-backend stubs
+and this process) lives in a short temporary folder, removed at exit: a socket path may not
+exceed 107 bytes, which a workspace under a deep state dir does.
 
 - ``numeric-echo`` keeps servegate's numeric-echo contract as far as a Triton model config can
   say it: one optional input per V2 datatype, named by the lower-case datatype (``int32``...),
@@ -20,6 +24,10 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import shutil
+import signal
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -125,15 +133,21 @@ def bind(triton: Triton) -> None:
     )
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # SIGTERM (the launcher's stop) leaves through the `with Triton` block, as Ctrl-C does,
+    # so tritonserver is stopped and the workspace removed
+    sys.exit(0)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--http-port", type=int, required=True)
     parser.add_argument("--grpc-port", type=int, required=True)
     parser.add_argument("--metrics-port", type=int, required=True)
     parser.add_argument("--address", default="127.0.0.1")
-    parser.add_argument("--workspace", type=Path, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     config = TritonConfig(
         http_address=args.address,
         http_port=args.http_port,
@@ -144,10 +158,15 @@ def main() -> None:
         # CPU only: no GPU metrics to poll (the NVML/DCGM warnings are harmless either way)
         allow_gpu_metrics=False,
     )
-    with Triton(config=config, workspace=args.workspace) as triton:
-        bind(triton)
-        # blocks until SIGINT/SIGTERM; leaving the block stops tritonserver and the stubs
-        triton.serve()
+    folder = Path(tempfile.mkdtemp(prefix="servegate-triton-"))
+    try:
+        # PyTriton makes the workspace folder itself and refuses an existing one
+        with Triton(config=config, workspace=folder / "ws") as triton:
+            bind(triton)
+            # blocks until SIGINT/SIGTERM; leaving the block stops tritonserver and the stubs
+            triton.serve()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
