@@ -30,7 +30,11 @@ def prepare_fixtures(state_dir: Path, log: Callable[[str], None] = print) -> Fix
 def prepare_env(runtime_name: str, state_dir: Path, log: Callable[[str], None] = print) -> Path:
     """The interpreter of the runtime's own env, created on first use."""
     runtime = get_runtime(runtime_name)
-    return ensure_env(Path(state_dir).resolve(), runtime.name, runtime.requirements_file(), log=log)
+    # a runtime whose native parts link one Python build names it (see envs.BaseInterpreter)
+    base = getattr(runtime, "base_interpreter", None)
+    return ensure_env(
+        Path(state_dir).resolve(), runtime.name, runtime.requirements_file(), log=log, base=base
+    )
 
 
 def start_reference(
