@@ -110,6 +110,11 @@ class RestCase:
     coerced: tuple[tuple[Any, ...], ...] = ()
     #: the spec's words that make the request bad, or leave it open
     why: str = ""
+    #: probes a parser's or allocator's limits (nesting depth, a shape of 2^62 elements, a
+    #: 20 MiB body): robustness the protocol does not speak of, so hardening only. Run in
+    #: the core, one crash would turn every later check into "unreachable" and hide what the
+    #: server does conform to (Triton 2.51 dies on two of them).
+    stress: bool = False
 
     def __str__(self) -> str:
         # reports name a parameter by its str(); the body may be megabytes
@@ -228,7 +233,12 @@ REST_CASES = [
     ),
     RestCase("negative-dimension", json=_body(_tensor(shape=(-2,))), why=_DIM),
     RestCase("overflowing-dimension", json=_body(_tensor(shape=(2**64, 1))), why=_DIM),
-    RestCase("huge-dimension-product", json=_body(_tensor(shape=(2**31, 2**31))), why=_SHAPE),
+    RestCase(
+        "huge-dimension-product",
+        json=_body(_tensor(shape=(2**31, 2**31))),
+        why=_SHAPE,
+        stress=True,
+    ),
     RestCase("shape-not-a-list", json=_body(_tensor(shape="2")), why=_DIM),
     RestCase("fractional-dimension", json=_body(_tensor(shape=(2.5,))), why=_DIM),
     RestCase("id-not-a-string", json=_body(id=42), why='"id" : $string'),
@@ -259,6 +269,7 @@ REST_CASES = [
             + b"}]}"
         ),
         why=_SHAPE,
+        stress=True,
     ),
     RestCase(
         "body-over-limit",
@@ -269,6 +280,7 @@ REST_CASES = [
         ),
         allows=OPEN,
         why="the protocol sets no size limit",
+        stress=True,
     ),
     RestCase("unknown-model", json=_body(), model=UNKNOWN, why="the model does not exist"),
     RestCase(
@@ -380,7 +392,7 @@ def _check_rest_answer(reply: Reply, case: RestCase, echo: bool, rule: str) -> N
 
 
 @pytest.mark.features("v2-rest")
-@pytest.mark.parametrize("case", _params(REST_CASES))
+@pytest.mark.parametrize("case", _params(c for c in REST_CASES if not c.stress))
 def test_bad_rest_request_fails_with_an_error_status_and_object(
     target: Target, v2: V2RestClient, probe_model: ModelInfo, case: RestCase
 ) -> None:
