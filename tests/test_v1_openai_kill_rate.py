@@ -272,7 +272,7 @@ def test_openai_checks_follow_the_openai_base_option(tmp_path: Path) -> None:
                 str(CONFORMANCE / "test_openai_completions.py"),
             ],
             "--openai-base=/v1",
-            "--features=openai-completions",
+            "--features=openai-completions,openai-deterministic",
         )
     finally:
         web.should_exit = True
