@@ -8,6 +8,10 @@ at import with :func:`switch` and ask :data:`BOARD` at request time.
 
 The kill-rate test reads :data:`REGISTRY`; a server flips switches at run time through the
 control endpoint (see app.py), so one process serves every switch run.
+
+A *legal variation* (:func:`legal_variation`) is a switch that breaks no rule: an unusual answer
+the specs allow (SSE comments, UTF-8 split across network chunks, extra fields). With one on,
+no check may fail; it proves the checks do not overreach.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ class Switch:
     #: checks (same form) that must still pass while it is on: the switch breaks only good
     #: practice (the hardening profile) there, in a way the protocol allows
     passes: tuple[str, ...] = ()
+    #: True for a legal variation: no check may fail while it is on
+    legal: bool = False
 
     @property
     def check_functions(self) -> tuple[str, ...]:
@@ -58,9 +64,20 @@ def switch(
     return name
 
 
-def switches_of(area_prefix: str) -> list[Switch]:
-    """Registered switches whose area starts with ``area_prefix`` (``v2`` -> every V2 area)."""
-    return [s for s in REGISTRY.values() if s.area.startswith(area_prefix)]
+def legal_variation(name: str, area: str, description: str) -> str:
+    """Register a legal variation (a switch no check may fail under) and return its name."""
+    candidate = Switch(name, area, description, (), legal=True)
+    existing = REGISTRY.get(name)
+    if existing is not None and existing != candidate:
+        raise ValueError(f"switch {name!r} is registered twice, differently")
+    REGISTRY[name] = candidate
+    return name
+
+
+def switches_of(area_prefix: str, *, legal: bool = False) -> list[Switch]:
+    """Registered switches whose area starts with ``area_prefix`` (``v2`` -> every V2 area):
+    the rule-breaking ones, or with ``legal`` the legal variations."""
+    return [s for s in REGISTRY.values() if s.area.startswith(area_prefix) and s.legal == legal]
 
 
 class Board:
