@@ -38,7 +38,6 @@ SUITE = sorted(
         *CONFORMANCE.glob("test_openai_*.py"),
     ]
 )
-FEATURES = "openai-chat,openai-stream,openai-stream-usage,openai-embeddings"
 KILL_RATE_GOAL = 0.95
 
 
@@ -120,7 +119,7 @@ def _modules_of(functions: tuple[str, ...]) -> list[str]:
 
 def test_v1_openai_suite_passes_with_no_switch_on(tmp_path: Path, server: str) -> None:
     _set(server, [])
-    outcomes = _run(tmp_path, server, SUITE, f"--features={FEATURES}")
+    outcomes = _run(tmp_path, server, SUITE)
     assert not outcomes.failed, sorted(outcomes.failed)
     assert len(outcomes.passed) >= 120
     # only the gRPC health check lacks what it needs (no --grpc-target): nothing else skipped
@@ -140,7 +139,6 @@ def test_every_v1_openai_switch_makes_its_check_fail(tmp_path: Path, server: str
                 tmp_path,
                 server,
                 _modules_of(sw.check_functions),
-                f"--features={FEATURES}",
                 "-x",
                 "-k",
                 " or ".join(sw.check_functions),
