@@ -417,31 +417,8 @@ def discover(target: Target, declared_tasks: dict[str, str | None] | None = None
 
         # models named with --model are asked about directly: the index is an extension
         for name in declared:
-            if name in names:
-                continue
-            probes = [
-                ("v2-rest", f"GET /v2/models/{name}/ready", partial(v2.model_ready, name)),
-                ("v2-rest", f"GET /v2/models/{name}", partial(v2.model_metadata, name)),
-                ("v1", f"GET /v1/models/{name}", partial(v1.model, name)),
-            ]
-            seen: list[Evidence] = []
-            for feature, request, send in probes:
-                reply, ev = asker.ask(request, send)
-                seen.append(ev)
-                if reply is not None and 200 <= reply.status < 300:
-                    add_names([name])
-                    how = f"--model {name}: {request} answers"
-                    dec.add(feature, True, how, [ev])
-                    if request == f"GET /v2/models/{name}":
-                        metadata[name] = _json(reply)
-                        meta_evidence[name] = ev
             if name not in names:
-                served = ", ".join(names) or "none found"
-                asked = "; ".join(e.line() for e in seen)
-                raise BadTarget(
-                    f"--model {name}: the target does not serve it (it serves: {served}); "
-                    f"asked: {asked}"
-                )
+                _probe_declared(asker, dec, v2, v1, name, names, metadata, meta_evidence)
 
         # every model's V2 metadata: versions, encoding, task
         if dec.has("v2-rest"):
@@ -507,6 +484,52 @@ def discover(target: Target, declared_tasks: dict[str, str | None] | None = None
         implementation=implementation,
         discovery=decisions,
     )
+
+
+def _names_model(reply: Reply | None, name: str) -> bool:
+    """A 2xx JSON object naming the model (V2 metadata and V1 model status both carry it)."""
+    body = _json(reply)
+    return isinstance(body, dict) and body.get("name") == name
+
+
+def _probe_declared(
+    asker: _Asker,
+    dec: _Decisions,
+    v2: V2RestClient,
+    v1: V1Client,
+    name: str,
+    names: list[str],
+    metadata: dict[str, Any],
+    meta_evidence: dict[str, Evidence],
+) -> None:
+    """Ask for a model named with --model directly: V2 readiness and metadata, V1 status.
+    Served when its metadata or V1 status names it, or when it is ready and its metadata is
+    broken (5xx); BadTarget listing what was asked and seen otherwise."""
+    ready, ready_ev = asker.ask(f"GET /v2/models/{name}/ready", partial(v2.model_ready, name))
+    meta, meta_ev = asker.ask(f"GET /v2/models/{name}", partial(v2.model_metadata, name))
+    status, v1_ev = asker.ask(f"GET /v1/models/{name}", partial(v1.model, name))
+    is_ready = ready is not None and 200 <= ready.status < 300
+    if _names_model(meta, name) or (is_ready and _broken(meta)):
+        names.append(name)
+        metadata[name] = _json(meta)
+        meta_evidence[name] = meta_ev
+        dec.add(
+            "v2-rest",
+            True,
+            f"--model {name}: its V2 metadata and readiness answer",
+            [ready_ev, meta_ev],
+            broken=_broken(meta),
+        )
+    if _names_model(status, name):
+        if name not in names:
+            names.append(name)
+        dec.add("v1", True, f"--model {name}: GET /v1/models/{name} answers its status", [v1_ev])
+    if name not in names:
+        served = ", ".join(names) or "none found"
+        asked = "; ".join(e.line() for e in (ready_ev, meta_ev, v1_ev))
+        raise BadTarget(
+            f"--model {name}: the target does not serve it (it serves: {served}); asked: {asked}"
+        )
 
 
 def _decide_versions(

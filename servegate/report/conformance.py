@@ -50,7 +50,9 @@ def outcome_of(report: pytest.TestReport, exc: BaseException | None = None) -> t
         longrepr = report.longrepr
         reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
         reason = reason.removeprefix("Skipped: ")
-        return ("unsupported" if isinstance(exc, Unsupported) else "skipped"), reason
+        if isinstance(exc, Unsupported):
+            return "unsupported", exc.reason
+        return "skipped", reason
     if report.failed:
         return ("failed" if report.when == "call" else "error"), _failure_text(report)
     return "passed", ""
