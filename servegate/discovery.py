@@ -398,7 +398,7 @@ def discover(target: Target, declared_tasks: dict[str, str | None] | None = None
         # OpenAI: the models list
         reply, ev = asker.ask(f"GET {oai.api_base}/models", oai.models)
         cards = _json(reply)
-        if isinstance(cards, dict):
+        if isinstance(cards, dict) and ("data" in cards or "object" in cards):
             data = cards.get("data")
             if isinstance(data, list):
                 oai_listed = [str(c["id"]) for c in data if isinstance(c, dict) and "id" in c]

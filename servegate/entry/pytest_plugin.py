@@ -245,6 +245,7 @@ class SuiteState:
             self.say(
                 f"target {target.http_url}: {target.implementation}; models: {served or 'none'}"
             )
+            self._say_broken(target)
             return target, None
         from servegate.reference_servers.manager import start_reference
 
@@ -264,7 +265,16 @@ class SuiteState:
         except BaseException:
             server.stop()
             raise
+        self._say_broken(target)
         return target, server
+
+    def _say_broken(self, target: Target) -> None:
+        """Name the features found present but broken (a probe got a 5xx): their checks run
+        and fail, which a reader of the log should not have to guess."""
+        for decision in target.discovery:
+            if decision.broken:
+                seen = decision.evidence[0].line() if decision.evidence else ""
+                self.say(f"{decision.feature}: present but broken ({seen[:160]})")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
