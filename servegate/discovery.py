@@ -787,8 +787,9 @@ def _decide_grpc(dec: _Decisions, target: Target) -> None:
 def _decide_rest(dec: _Decisions, target: Target, models: dict[str, ModelInfo]) -> None:
     """Task features from the models; features discovery does not find by itself; and those the
     launcher of a reference server declared."""
-    tasks = {m.task for m in models.values() if m.task}
-    for task in TASKS:
+    # every served task, the custom ones (the numeric echo model's) included
+    tasks = sorted(set(TASKS) | {m.task for m in models.values() if m.task})
+    for task in tasks:
         with_task = sorted(m.name for m in models.values() if m.task == task)
         if with_task:
             sources = sorted({models[n].task_source for n in with_task})
@@ -800,7 +801,6 @@ def _decide_rest(dec: _Decisions, target: Target, models: dict[str, ModelInfo]) 
                 "no served model has this task (a task comes from "
                 "--model NAME=TASK, the model's metadata or a name ending in -TASK)",
             )
-    del tasks
     dec.add(
         "hardening",
         False,
