@@ -732,25 +732,31 @@ def _decide_openai(
         broken=not is_sse,
     )
     ev, has_usage, status = _probe_stream(asker, oai, route, model, usage=True)
-    if status is not None and 400 <= status < 500:
+    # include_usage is an optional extra of the stream: a usage chunk shows it; a refusal (4xx)
+    # or a stream that ignores the option shows a server that does not offer it (as servers
+    # that predate the option do); a 5xx or no answer shows it broken, never absent
+    if status is None or status >= 500:
         dec.add(
             "openai-stream-usage",
-            False,
-            "a stream with stream_options.include_usage is refused with a 4xx",
+            True,
+            "a stream with stream_options.include_usage got a 5xx or no answer: present, broken",
+            [ev],
+            broken=True,
+        )
+    elif has_usage:
+        dec.add(
+            "openai-stream-usage",
+            True,
+            "a stream with stream_options.include_usage carries a usage chunk",
             [ev],
         )
     else:
         dec.add(
             "openai-stream-usage",
-            True,
-            "stream_options.include_usage is accepted"
-            + (
-                "; the stream ends with a usage chunk"
-                if has_usage
-                else " but no usage chunk came (its checks run and fail)"
-            ),
+            False,
+            "a stream with stream_options.include_usage is refused (4xx) or carries no usage "
+            "chunk: the option is not offered",
             [ev],
-            broken=not has_usage,
         )
 
 
