@@ -71,16 +71,13 @@ def _broken(reply: Reply | None) -> bool:
     return reply is None or reply.status >= 500
 
 
-@dataclass
-class _Asker:
-    """Sends probes and keeps the evidence of each (a dropped connection is evidence too)."""
-
-    def ask(self, request: str, send: Callable[[], Reply]) -> tuple[Reply | None, Evidence]:
-        try:
-            reply = send()
-        except Unreachable as exc:
-            return None, _no_answer(request, exc)
-        return reply, evidence_of(reply)
+def _ask(request: str, send: Callable[[], Reply]) -> tuple[Reply | None, Evidence]:
+    """Send one probe and keep its evidence (a dropped connection is evidence too)."""
+    try:
+        reply = send()
+    except Unreachable as exc:
+        return None, _no_answer(request, exc)
+    return reply, evidence_of(reply)
 
 
 @dataclass
@@ -195,7 +192,7 @@ class _EncodingProbe:
     evidence: list[Evidence] = field(default_factory=list)
 
 
-def _probe_encodings(asker: _Asker, v2: V2RestClient, model: ModelInfo) -> _EncodingProbe:
+def _probe_encodings(v2: V2RestClient, model: ModelInfo) -> _EncodingProbe:
     """Send each encoding's documented request for the model's task: a 2xx carrying that
     encoding's output shows the encoding; the first recognised one ends the probing."""
     found = _EncodingProbe()
@@ -203,7 +200,7 @@ def _probe_encodings(asker: _Asker, v2: V2RestClient, model: ModelInfo) -> _Enco
         if model.task not in tasks:
             continue
         body = request_for(model.task)
-        reply, evidence = asker.ask(
+        reply, evidence = _ask(
             f"POST /v2/models/{model.name}/infer", partial(v2.infer, model.name, body)
         )
         found.evidence.append(evidence)
@@ -255,7 +252,7 @@ def _route_candidates(route: str, models: dict[str, ModelInfo], listed: list[str
 
 
 def _probe_route(
-    asker: _Asker, oai: OpenAIClient, route: str, candidates: list[str]
+    oai: OpenAIClient, route: str, candidates: list[str]
 ) -> tuple[str, list[Evidence], str | None]:
     """The verdict of a route over its candidate models: present on the first 2xx; else broken
     when any answer was a 5xx; else present when any 4xx other than an absent-route 404/405
@@ -265,7 +262,7 @@ def _probe_route(
     evidence: list[Evidence] = []
     for model in candidates:
         body = body_for(model)
-        reply, ev = asker.ask(
+        reply, ev = _ask(
             f"POST {oai.api_base}/{route}",
             partial(oai.http.post, f"{oai.api_base}/{route}", json=body),
         )
@@ -281,7 +278,7 @@ def _probe_route(
 
 
 def _probe_stream(
-    asker: _Asker, oai: OpenAIClient, route: str, model: str, usage: bool
+    oai: OpenAIClient, route: str, model: str, usage: bool
 ) -> tuple[Evidence, bool, int | None]:
     """A streamed minimal request: (evidence, whether it was an event stream, status)."""
     _feature, body_for = _OPENAI_ROUTES[route]
@@ -308,7 +305,6 @@ def discover(target: Target, declared_tasks: dict[str, str | None] | None = None
     ``--model`` is not served (the probes' answers are in the message).
     """
     declared = dict(declared_tasks or {})
-    asker = _Asker()
     dec = _Decisions()
     names: list[str] = []
     oai_listed: list[str] = []
@@ -330,7 +326,7 @@ def discover(target: Target, declared_tasks: dict[str, str | None] | None = None
             raise Unreachable(f"target {target.http_url} does not answer: {exc}") from None
 
         # V2: the server metadata route (required by the protocol)
-        reply, ev = asker.ask("GET /v2", v2.server_metadata)
+        reply, ev = _ask("GET /v2", v2.server_metadata)
         meta = _json(reply)
         if isinstance(meta, dict) and "name" in meta:
             dec.add("v2-rest", True, "GET /v2 answers the server metadata", [ev])
@@ -357,7 +353,7 @@ def discover(target: Target, declared_tasks: dict[str, str | None] | None = None
             dec.add("v2-rest", False, "GET /v2 does not answer V2 server metadata", [ev])
 
         # V2 repository extension: optional, so its absence only concerns its own checks
-        reply, ev = asker.ask("POST /v2/repository/index", v2.repository_index)
+        reply, ev = _ask("POST /v2/repository/index", v2.repository_index)
         index = _json(reply)
         if isinstance(index, list):
             dec.add("v2-repository", True, "the repository index answers a list of models", [ev])
@@ -379,7 +375,7 @@ def discover(target: Target, declared_tasks: dict[str, str | None] | None = None
             )
 
         # KServe V1: the model list
-        reply, ev = asker.ask("GET /v1/models", v1.models)
+        reply, ev = _ask("GET /v1/models", v1.models)
         listing = _json(reply)
         if isinstance(listing, dict) and isinstance(listing.get("models"), list):
             dec.add("v1", True, "GET /v1/models answers a model list", [ev])
@@ -396,7 +392,7 @@ def discover(target: Target, declared_tasks: dict[str, str | None] | None = None
             dec.add("v1", False, "GET /v1/models does not answer a V1 model list", [ev])
 
         # OpenAI: the models list
-        reply, ev = asker.ask(f"GET {oai.api_base}/models", oai.models)
+        reply, ev = _ask(f"GET {oai.api_base}/models", oai.models)
         cards = _json(reply)
         if isinstance(cards, dict) and ("data" in cards or "object" in cards):
             data = cards.get("data")
@@ -418,14 +414,14 @@ def discover(target: Target, declared_tasks: dict[str, str | None] | None = None
         # models named with --model are asked about directly: the index is an extension
         for name in declared:
             if name not in names:
-                _probe_declared(asker, dec, v2, v1, name, names, metadata, meta_evidence)
+                _probe_declared(dec, v2, v1, name, names, metadata, meta_evidence)
 
         # every model's V2 metadata: versions, encoding, task
         if dec.has("v2-rest"):
             for name in names:
                 if name in metadata:
                     continue
-                reply, ev = asker.ask(f"GET /v2/models/{name}", partial(v2.model_metadata, name))
+                reply, ev = _ask(f"GET /v2/models/{name}", partial(v2.model_metadata, name))
                 metadata[name] = _json(reply)
                 meta_evidence[name] = ev
 
@@ -447,13 +443,13 @@ def discover(target: Target, declared_tasks: dict[str, str | None] | None = None
 
         _decide_versions(dec, metadata, meta_evidence)
         if dec.has("v2-rest"):
-            models = _decide_encodings(dec, asker, v2, models, metadata, meta_evidence)
+            models = _decide_encodings(dec, v2, models, metadata, meta_evidence)
         else:
             for encoding in (KWARGS, INPUT0):
                 dec.add(encoding, False, "the target does not speak V2 over REST")
-        _decide_v1_predictions(dec, asker, v1, models)
+        _decide_v1_predictions(dec, v1, models)
         if dec.has("openai"):
-            _decide_openai(dec, asker, oai, models, oai_listed or list(models))
+            _decide_openai(dec, oai, models, oai_listed or list(models))
         else:
             for feature in (
                 "openai-completions",
@@ -493,7 +489,6 @@ def _names_model(reply: Reply | None, name: str) -> bool:
 
 
 def _probe_declared(
-    asker: _Asker,
     dec: _Decisions,
     v2: V2RestClient,
     v1: V1Client,
@@ -505,9 +500,9 @@ def _probe_declared(
     """Ask for a model named with --model directly: V2 readiness and metadata, V1 status.
     Served when its metadata or V1 status names it, or when it is ready and its metadata is
     broken (5xx); BadTarget listing what was asked and seen otherwise."""
-    ready, ready_ev = asker.ask(f"GET /v2/models/{name}/ready", partial(v2.model_ready, name))
-    meta, meta_ev = asker.ask(f"GET /v2/models/{name}", partial(v2.model_metadata, name))
-    status, v1_ev = asker.ask(f"GET /v1/models/{name}", partial(v1.model, name))
+    ready, ready_ev = _ask(f"GET /v2/models/{name}/ready", partial(v2.model_ready, name))
+    meta, meta_ev = _ask(f"GET /v2/models/{name}", partial(v2.model_metadata, name))
+    status, v1_ev = _ask(f"GET /v1/models/{name}", partial(v1.model, name))
     is_ready = ready is not None and 200 <= ready.status < 300
     if _names_model(meta, name) or (is_ready and _broken(meta)):
         names.append(name)
@@ -554,7 +549,6 @@ def _decide_versions(
 
 def _decide_encodings(
     dec: _Decisions,
-    asker: _Asker,
     v2: V2RestClient,
     models: dict[str, ModelInfo],
     metadata: dict[str, Any],
@@ -576,7 +570,7 @@ def _decide_encodings(
             continue
         if info.task not in TASKS or not isinstance(metadata.get(name), dict):
             continue
-        found = _probe_encodings(asker, v2, info)
+        found = _probe_encodings(v2, info)
         probed += found.evidence
         for encoding in found.spoken:
             shown[encoding].append(
@@ -616,9 +610,7 @@ def _decide_encodings(
     return out
 
 
-def _decide_v1_predictions(
-    dec: _Decisions, asker: _Asker, v1: V1Client, models: dict[str, ModelInfo]
-) -> None:
+def _decide_v1_predictions(dec: _Decisions, v1: V1Client, models: dict[str, ModelInfo]) -> None:
     """KServe huggingfaceserver's meaning of V1 predictions: a V1 predict of one text for a
     model of a task that encoding defines answers one prediction."""
     if not dec.has("v1"):
@@ -630,7 +622,7 @@ def _decide_v1_predictions(
         if info.task not in hf_v2_input0.TASKS:
             continue
         body = {"instances": [hf_v2_input0.TEXTS[info.task]]}
-        reply, ev = asker.ask(
+        reply, ev = _ask(
             f"POST /v1/models/{info.name}:predict", partial(v1.predict, info.name, body)
         )
         evidence.append(ev)
@@ -668,7 +660,6 @@ def _decide_v1_predictions(
 
 def _decide_openai(
     dec: _Decisions,
-    asker: _Asker,
     oai: OpenAIClient,
     models: dict[str, ModelInfo],
     listed: list[str],
@@ -681,7 +672,7 @@ def _decide_openai(
         if not candidates:
             dec.add(feature, False, "the OpenAI models list names no model to ask with")
             continue
-        verdict, evidence, model = _probe_route(asker, oai, route, candidates)
+        verdict, evidence, model = _probe_route(oai, route, candidates)
         if model:
             answered[route] = model
         if verdict == "present":
@@ -718,7 +709,7 @@ def _decide_openai(
         return
     route = next((r for r in text_routes if r in answered), text_routes[0])
     model = answered.get(route) or _route_candidates(route, models, listed)[0]
-    ev, is_sse, _status = _probe_stream(asker, oai, route, model, usage=False)
+    ev, is_sse, _status = _probe_stream(oai, route, model, usage=False)
     dec.add(
         "openai-stream",
         True,
@@ -731,7 +722,7 @@ def _decide_openai(
         [ev],
         broken=not is_sse,
     )
-    ev, has_usage, status = _probe_stream(asker, oai, route, model, usage=True)
+    ev, has_usage, status = _probe_stream(oai, route, model, usage=True)
     # include_usage is an optional extra of the stream: a usage chunk shows it; a refusal (4xx)
     # or a stream that ignores the option shows a server that does not offer it (as servers
     # that predate the option do); a 5xx or no answer shows it broken, never absent

@@ -180,6 +180,47 @@ def test_chat_checks_run_and_fail_on_a_500_route_and_the_openai_profile_fails(
     assert chat["evidence"][0]["status"] == 500
 
 
+async def _chat_ignoring_include_usage(request: Request) -> Response:
+    """Chat that streams, but predates stream_options: include_usage is ignored."""
+    body = await request.json()
+    message = {"role": "assistant", "content": "Hello"}
+    if not body.get("stream"):
+        return JSONResponse(
+            {
+                "id": "c1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body.get("model"),
+                "choices": [{"index": 0, "message": message, "finish_reason": "length"}],
+            }
+        )
+    chunk = {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": body.get("model"),
+        "choices": [{"index": 0, "delta": message, "finish_reason": "length"}],
+    }
+    text = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n"
+    return Response(text, media_type="text/event-stream")
+
+
+def test_a_stream_that_ignores_include_usage_does_not_offer_it() -> None:
+    app = Starlette(
+        routes=[
+            Route("/v1/models", _models),
+            Route("/v1/chat/completions", _chat_ignoring_include_usage, methods=["POST"]),
+        ]
+    )
+    with serving(app) as url:
+        target = discover(Target(name="acme", http_url=url, openai_base="/v1"))
+    stream = _decision(target, "openai-stream")
+    assert stream.supported and not stream.broken
+    usage = _decision(target, "openai-stream-usage")
+    assert not usage.supported
+    assert usage.evidence[0].status == 200 and "include_usage" in usage.evidence[0].request
+
+
 # -- a V2 server without the repository index, named like neither reference ------------------
 
 IDENTITY = "identity"
