@@ -132,8 +132,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--profile",
         default=None,
         metavar="LIST",
-        help="profiles the target must conform to (oip-rest, oip-grpc, kserve-v1, openai): "
-        "their core features count as supported, and the run fails unless each succeeds",
+        help="profiles the target must conform to (oip-rest, oip-grpc, kserve-v1, openai, "
+        "hardening): their core features count as supported, and the run fails unless each "
+        "succeeds; hardening checks run only when the hardening profile (or feature) is asked",
     )
     group.addoption(
         "--image",
