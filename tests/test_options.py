@@ -44,7 +44,7 @@ def test_defaults_start_both_reference_servers():
         ({"target": "http://host:8080/?x=1"}, "no query"),
         ({"target": "http://h:1", "grpc_target": "h"}, "expected host:port"),
         ({"grpc_target": "h:1"}, "--grpc-target needs --target"),
-        ({"target": "http://h:1", "models": ["nomodel"]}, "expected NAME=TASK"),
+        ({"target": "http://h:1", "models": ["m="]}, "expected NAME or NAME=TASK"),
         ({"target": "http://h:1", "models": ["m=summarize-poems"]}, "unknown task"),
         ({"servers": "mlserver,triton"}, "unknown server(s) triton"),
         ({"servers": ""}, "(none given)"),
