@@ -31,8 +31,8 @@ from servegate.protocols.v2_grpc import GrpcReply, V2GrpcClient
 from servegate.protocols.v2_models import InferenceResponse
 from servegate.protocols.v2_rest import V2RestClient
 from servegate.protocols.v2_synth import ModelSpec, Tensor, Unusable
-from servegate.unsupported import unsupported
 from servegate.targets import Target
+from servegate.unsupported import unsupported
 
 REQUEST_ID = "servegate-metadata-42"
 
@@ -75,9 +75,7 @@ class Ledger:
             raise RuleViolation(self.rule, problem, evidence)
         if not self.checked:
             why = "; ".join(self.left_out) or "it serves no model"
-            unsupported(
-                target, (), f"no model's metadata gives a request to check ({why})"
-            )
+            unsupported(target, (), f"no model's metadata gives a request to check ({why})")
 
 
 def _has(request: pytest.FixtureRequest, target: Target, feature: str) -> bool:

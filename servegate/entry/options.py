@@ -125,6 +125,9 @@ def build_run_options(
         if grpc_target:
             raise BadTarget("--grpc-target needs --target (the HTTP base URL of the same server)")
         names = tuple(s.strip() for s in servers.split(",") if s.strip())
+        if names == ("all",):
+            # every reference implementation side by side: one matrix page
+            names = tuple(RUNTIMES)
         unknown = [s for s in names if s not in RUNTIMES]
         if unknown or not names:
             raise BadTarget(

@@ -22,6 +22,7 @@ from servegate.protocols.openai import OpenAIClient
 from servegate.protocols.v1 import V1Client
 from servegate.protocols.v2_grpc import V2GrpcClient
 from servegate.protocols.v2_rest import V2RestClient
+from servegate.reference_servers.registry import RUNTIMES
 from servegate.redaction import redact_text, secrets_from
 from servegate.report.conformance import TargetRun, check_id, make_case, write_reports
 from servegate.report.gate import gate_profiles
@@ -95,7 +96,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--servers",
         default="mlserver,kserve",
         metavar="LIST",
-        help="reference servers to start without --target (default mlserver,kserve)",
+        help="reference servers to start without --target: a list of "
+        f"{', '.join(RUNTIMES)}, or all (default mlserver,kserve)",
     )
     group.addoption(
         "--backend",

@@ -22,6 +22,7 @@ from servegate.report.load import (
     read_load_results,
     tables_of,
 )
+from servegate.report.matrix import implementations_html
 from servegate.report.schema import OUTCOMES, Case, ConformanceReport, Counts, ExchangeRecord
 
 #: cell colours by state; the rendering test looks for them in a screenshot
@@ -305,6 +306,7 @@ def render_html(reports: list[ConformanceReport], reports_dir: Path | None = Non
     body.append("</table>")
     if reports:
         body += ["<h2>Profiles</h2>", *_profiles_html(reports)]
+        body += implementations_html(reports)
         body += [
             "<h2>Conformance matrix</h2>",
             "<p class='meta'>protocol × task × runtime; hover a cell for its checks</p>",
