@@ -304,7 +304,10 @@ def discover(target: Target, declared_tasks: dict[str, str | None] | None = None
     Raises Unreachable when nothing answers at the URL, BadTarget when a model named with
     ``--model`` is not served (the probes' answers are in the message).
     """
-    declared = dict(declared_tasks or {})
+    # the models a launcher names are declared as much as those of --model: asked about
+    # directly, so a server whose repository index is restricted (Triton) is still seen whole
+    declared: dict[str, str | None] = {n: m.task for n, m in target.models.items()}
+    declared.update(declared_tasks or {})
     dec = _Decisions()
     names: list[str] = []
     oai_listed: list[str] = []
