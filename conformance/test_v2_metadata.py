@@ -82,6 +82,17 @@ def _has(request: pytest.FixtureRequest, target: Target, feature: str) -> bool:
     return feature in effective_features(request.config, target)
 
 
+def _judge_declared_outputs(
+    ledger: Ledger, model: str, spec: ModelSpec, outputs: list[Tensor], reply: Any
+) -> None:
+    """One model's answer against the outputs its metadata declares (REST and gRPC alike)."""
+    problems = v2_synth.output_problems(spec, outputs)
+    if not outputs:
+        problems.append("the answer has no outputs")
+    if problems:
+        ledger.fail(model, "; ".join(problems), reply)
+
+
 # --- REST ------------------------------------------------------------------------------------
 
 
@@ -250,11 +261,7 @@ def test_metadata_request_gets_the_declared_outputs(
             continue
         ledger.checked.append(subject.name)
         _, outputs = answer
-        problems = v2_synth.output_problems(subject.spec, outputs)
-        if not outputs:
-            problems.append("the answer has no outputs")
-        if problems:
-            ledger.fail(subject.name, "; ".join(problems), reply)
+        _judge_declared_outputs(ledger, subject.name, subject.spec, outputs, reply)
     ledger.done(target)
 
 
@@ -490,11 +497,7 @@ def test_metadata_grpc_request_gets_the_declared_outputs(
         if outputs is None:
             continue
         ledger.checked.append(subject.name)
-        problems = v2_synth.output_problems(subject.spec, outputs)
-        if not outputs:
-            problems.append("the answer has no outputs")
-        if problems:
-            ledger.fail(subject.name, "; ".join(problems), reply)
+        _judge_declared_outputs(ledger, subject.name, subject.spec, outputs, reply)
     ledger.done(target)
 
 
