@@ -11,7 +11,7 @@ import sys
 import time
 import venv
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -20,10 +20,13 @@ from servegate.errors import EnvironmentSetupError
 COMPLETE_MARKER = ".servegate-complete"
 
 
-def env_dir(state_dir: Path, name: str, requirements: Path) -> Path:
-    """Where the env for these requirements lives: a new env whenever the pins change."""
+def env_dir(state_dir: Path, name: str, requirements: Path, uninstall: Sequence[str] = ()) -> Path:
+    """Where the env for these requirements lives: a new env whenever the pins (or the
+    packages removed after installing them) change."""
     digest = hashlib.sha256(requirements.read_bytes())
     digest.update(sys.version.encode())
+    if uninstall:
+        digest.update(("\0uninstall " + " ".join(uninstall)).encode())
     return state_dir / "envs" / f"{name}-{digest.hexdigest()[:12]}"
 
 
@@ -38,12 +41,15 @@ def ensure_env(
     *,
     log: Callable[[str], None] = print,
     timeout: float = 3600,
+    uninstall: Sequence[str] = (),
 ) -> Path:
     """Return the interpreter of the env for ``requirements``, creating the env if needed.
 
+    ``uninstall`` names packages that the pins pull in as dependencies and that must not be
+    there (a runtime's wheels that fail to load); they are removed after the install.
     A half-created env (an interrupted install) is removed and made again.
     """
-    directory = env_dir(state_dir, name, requirements)
+    directory = env_dir(state_dir, name, requirements, uninstall)
     python = env_python(directory)
     if (directory / COMPLETE_MARKER).exists() and python.exists():
         return python
@@ -54,7 +60,7 @@ def ensure_env(
             log(f"[{name}] another process is creating {directory}; waiting for it")
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            return _create(directory, python, name, requirements, log, timeout)
+            return _create(directory, python, name, requirements, log, timeout, uninstall)
         except OSError as exc:
             raise EnvironmentSetupError(f"[{name}] creating {directory} failed: {exc}") from None
 
@@ -74,6 +80,7 @@ def _create(
     requirements: Path,
     log: Callable[[str], None],
     timeout: float,
+    uninstall: Sequence[str] = (),
 ) -> Path:
     if (directory / COMPLETE_MARKER).exists() and python.exists():
         return python
@@ -85,6 +92,9 @@ def _create(
     venv.EnvBuilder(with_pip=True, clear=True).create(directory)
     _pip(python, ["install", "--upgrade", "--quiet", "pip"], name, log, timeout)
     _pip(python, ["install", "--progress-bar", "off", "-r", str(requirements)], name, log, timeout)
+    if uninstall:
+        log(f"[{name}] removing {', '.join(uninstall)} (pulled in, not wanted)")
+        _pip(python, ["uninstall", "--yes", *uninstall], name, log, timeout)
     (directory / COMPLETE_MARKER).write_text(requirements.read_text())
     log(f"[{name}] env ready in {time.monotonic() - started:.0f} s")
     return python

@@ -30,7 +30,14 @@ def prepare_fixtures(state_dir: Path, log: Callable[[str], None] = print) -> Fix
 def prepare_env(runtime_name: str, state_dir: Path, log: Callable[[str], None] = print) -> Path:
     """The interpreter of the runtime's own env, created on first use."""
     runtime = get_runtime(runtime_name)
-    return ensure_env(Path(state_dir).resolve(), runtime.name, runtime.requirements_file(), log=log)
+    return ensure_env(
+        Path(state_dir).resolve(),
+        runtime.name,
+        runtime.requirements_file(),
+        log=log,
+        # optional: a runtime whose pins pull in packages that break it names them here
+        uninstall=tuple(getattr(runtime, "pip_uninstall", ())),
+    )
 
 
 def start_reference(
@@ -110,5 +117,6 @@ def start_reference(
             http_port=http_port,
             grpc_port=grpc_port,
         )
-    log(f"[{runtime.name}] ready at {server.target.http_url} (gRPC {server.target.grpc_address})")
+    grpc = f" (gRPC {server.target.grpc_address})" if server.target.grpc_address else ""
+    log(f"[{runtime.name}] ready at {server.target.http_url}{grpc}")
     return server
