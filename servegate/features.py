@@ -161,7 +161,9 @@ _PROFILES = [
         "good practice beyond the specs, over every protocol: bad input never gets a 5xx, "
         "limits are enforced, gRPC codes name the fault",
         core=frozenset({"hardening"}),
-        extended=frozenset(name for name in (f.name for f in _FEATURES) if name != "hardening"),
+        extended=frozenset(
+            name for name in (f.name for f in _FEATURES) if name != "hardening"
+        ),
     ),
 ]
 
