@@ -32,7 +32,8 @@ def prepare_env(runtime_name: str, state_dir: Path, log: Callable[[str], None] =
     runtime = get_runtime(runtime_name)
     return ensure_env(
         Path(state_dir).resolve(),
-        runtime.name,
+        # optional: runtimes that share one env (two servers of one implementation) name it
+        getattr(runtime, "env_name", runtime.name),
         runtime.requirements_file(),
         log=log,
         # optional: a runtime whose pins pull in packages that break it names them here

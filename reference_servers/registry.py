@@ -12,6 +12,7 @@ RUNTIMES = {
     "mlserver": "servegate.reference_servers.mlserver.runtime",
     "kserve": "servegate.reference_servers.kserve_huggingface.runtime",
     "vllm": "servegate.reference_servers.vllm.runtime",
+    "vllm-embeddings": "servegate.reference_servers.vllm.embeddings",
 }
 
 

