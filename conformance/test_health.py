@@ -1,4 +1,9 @@
-"""Health and readiness: what a load balancer and an orchestrator rely on."""
+"""Health and readiness: what a load balancer and an orchestrator rely on.
+
+V2 REST: "A health request is made with an HTTP GET to a health endpoint. The HTTP response
+status code indicates a boolean result for the health request. A 200 status code indicates
+true and a 4xx status code indicates false" (required_api.md, Health).
+"""
 
 from __future__ import annotations
 
@@ -13,19 +18,22 @@ from servegate.targets import Target
 
 @pytest.mark.features("v2-rest")
 def test_server_live_returns_200(v2: V2RestClient) -> None:
-    """GET /v2/health/live answers 200 while the server can receive requests."""
+    """ "The “server live” API indicates if the inference server is able to receive and
+    respond to metadata and inference requests" (required_api.md): 200 (true) while it is."""
     expect_status(v2.live(), 200, "GET /v2/health/live returns 200 when the server is live")
 
 
 @pytest.mark.features("v2-rest")
 def test_server_ready_returns_200(v2: V2RestClient) -> None:
-    """GET /v2/health/ready answers 200 when the server and its models are ready."""
+    """ "The “server ready” health API indicates if all the models are ready for inferencing"
+    (required_api.md): 200 (true) when they are."""
     expect_status(v2.ready(), 200, "GET /v2/health/ready returns 200 when the server is ready")
 
 
 @pytest.mark.features("v2-rest")
 def test_every_model_is_ready(target: Target, v2: V2RestClient) -> None:
-    """GET /v2/models/{m}/ready answers 200 for every model the server lists."""
+    """ "The “model ready” health API indicates if a specific model is ready for inferencing"
+    (required_api.md): 200 (true) for every model the server serves."""
     expect(target.models, "the server serves at least one model", "no model discovered")
     for model in target.models:
         expect_status(
@@ -37,7 +45,8 @@ def test_every_model_is_ready(target: Target, v2: V2RestClient) -> None:
 
 @pytest.mark.features("v2-grpc")
 def test_grpc_server_live_and_ready(v2_grpc: V2GrpcClient) -> None:
-    """ServerLive and ServerReady answer live=true and ready=true."""
+    """ServerLiveResponse.live: "True if the inference server is live"; ServerReadyResponse
+    .ready: "True if the inference server is ready" (grpc_predict_v2.proto)."""
     live = v2_grpc.live()
     expect(live.ok and live.message.live, "ServerLive returns live=true", live.details, live)
     ready = v2_grpc.ready()
@@ -46,7 +55,8 @@ def test_grpc_server_live_and_ready(v2_grpc: V2GrpcClient) -> None:
 
 @pytest.mark.features("v1")
 def test_v1_every_model_is_ready(target: Target, v1: V1Client) -> None:
-    """GET /v1/models/{m} answers 200 with {"name": m, "ready": true} for a loaded model."""
+    """KServe V1 protocol page, Model Ready: GET /v1/models/<model_name> answers
+    {"name": <model_name>, "ready": $bool}: 200 with ready true for a loaded model."""
     for model in target.models:
         reply = v1.model(model)
         rule = f"GET /v1/models/{model} returns 200 with ready true"

@@ -1,4 +1,6 @@
-"""OpenAI chat completions: roles, the assistant message, max_tokens and max_completion_tokens."""
+"""OpenAI chat completions: roles, the assistant message, max_tokens and max_completion_tokens
+(openapi.yaml, ``POST /chat/completions``). ``usage`` is optional in
+CreateChatCompletionResponse: the token bounds are judged when it is reported."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from servegate.targets import ModelInfo
 from servegate.tasks import examples
 
 USER = [{"role": "user", "content": examples.PROMPT}]
+#: CreateChatCompletionResponse choices[].finish_reason's enum
+FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "function_call")
 #: short conversations, so that they fit the small context of tiny models
 CONVERSATIONS = {
     "system-user": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi."}],
@@ -49,7 +53,11 @@ def test_chat_returns_an_assistant_message(
     openai_client: OpenAIClient, task: str, task_model: ModelInfo
 ) -> None:
     """A chat completion answers one choice whose message has role "assistant" and text
-    content, and a finish_reason of stop or length."""
+    content, and a finish_reason of the schema's enum.
+
+    openapi.yaml: CreateChatCompletionResponse ``object`` "always `chat.completion`";
+    ChatCompletionResponseMessage requires ``role`` (enum: assistant) and ``content`` (string or
+    null; text here, as no tool is offered); ``n`` defaults to 1."""
     rule = "a chat completion returns an assistant message"
     completion, reply = chat(openai_client, task_model, rule)
     expect(
@@ -62,8 +70,8 @@ def test_chat_returns_an_assistant_message(
     expect(message.role == "assistant", rule, f"role {message.role!r}", reply)
     expect(isinstance(message.content, str), rule, f"content {message.content!r}", reply)
     expect(
-        completion.choices[0].finish_reason in ("stop", "length"),
-        "finish_reason is stop or length",
+        completion.choices[0].finish_reason in FINISH_REASONS,
+        f"finish_reason is one of {', '.join(FINISH_REASONS)}",
         f"finish_reason {completion.choices[0].finish_reason!r}",
         reply,
     )
@@ -75,7 +83,10 @@ def test_chat_returns_an_assistant_message(
 def test_chat_accepts_system_user_and_assistant_roles(
     openai_client: OpenAIClient, task: str, task_model: ModelInfo, conversation: str
 ) -> None:
-    """Conversations with system, user and assistant messages are answered."""
+    """Conversations with system, user and assistant messages are answered.
+
+    openapi.yaml: messages is "A list of messages comprising the conversation so far", whose
+    message types include system, user and assistant messages."""
     chat(
         openai_client,
         task_model,
@@ -89,7 +100,10 @@ def test_chat_accepts_system_user_and_assistant_roles(
 def test_chat_respects_max_tokens(
     openai_client: OpenAIClient, task: str, task_model: ModelInfo
 ) -> None:
-    """max_tokens bounds usage.completion_tokens."""
+    """When usage is reported, max_tokens bounds usage.completion_tokens.
+
+    openapi.yaml: max_tokens "The maximum number of tokens that can be generated in the chat
+    completion" (deprecated in favour of max_completion_tokens, still in the schema)."""
     completion, reply = chat(
         openai_client, task_model, "a chat completion returns 200", max_tokens=3
     )
@@ -101,7 +115,10 @@ def test_chat_respects_max_tokens(
 def test_chat_respects_max_completion_tokens(
     openai_client: OpenAIClient, task: str, task_model: ModelInfo
 ) -> None:
-    """max_completion_tokens (the successor of max_tokens) bounds usage.completion_tokens."""
+    """When usage is reported, max_completion_tokens bounds usage.completion_tokens.
+
+    openapi.yaml: max_completion_tokens "An upper bound for the number of tokens that can be
+    generated for a completion"."""
     body = {
         "model": task_model.name,
         "messages": USER,

@@ -1,5 +1,5 @@
-"""OpenAI embeddings: one vector per input, the model's dimension, base64 equal to floats,
-usage."""
+"""OpenAI embeddings: one vector per input, one length for all, base64 equal to floats, usage
+(openapi.yaml, ``POST /embeddings``)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,11 @@ def test_embeddings_return_one_vector_per_input(
     openai_client: OpenAIClient, task: str, task_model: ModelInfo
 ) -> None:
     """A list of inputs answers one embedding object per input, indexes in input order; a
-    single string answers one."""
+    single string answers one.
+
+    openapi.yaml: input: "To embed multiple inputs in a single request, pass an array of
+    strings"; Embedding ``index`` "The index of the embedding in the list of embeddings",
+    ``object`` "always "embedding""."""
     rule = "one embedding per input, in input order"
     result, reply = embed(openai_client, task_model, rule)
     expect(
@@ -71,18 +75,15 @@ def test_embeddings_return_one_vector_per_input(
 def test_embeddings_have_the_model_dimension(
     openai_client: OpenAIClient, task: str, task_model: ModelInfo
 ) -> None:
-    """Every embedding is a list of finite floats of one length: the model's hidden size."""
-    rule = "embeddings have the model's dimension"
+    """Every embedding is a list of finite floats, all of one length.
+
+    openapi.yaml: embedding "The embedding vector, which is a list of floats. The length of
+    vector depends on the model": one model, one length. Which length (the hidden size for a
+    mean-pooled HuggingFace encoder) the spec leaves to the model."""
+    rule = "embeddings are float vectors of the model's one dimension"
     result, reply = embed(openai_client, task_model, rule, encoding_format="float")
     lengths = {len(_floats(d.embedding, rule, reply)) for d in result.data}
     expect(len(lengths) == 1, rule, f"vector lengths {sorted(lengths)}", reply)
-    if task_model.hidden_size:
-        expect(
-            lengths == {task_model.hidden_size},
-            rule,
-            f"length {lengths.pop()}, hidden size {task_model.hidden_size}",
-            reply,
-        )
 
 
 @pytest.mark.features("openai-embeddings")
@@ -91,7 +92,10 @@ def test_embeddings_base64_decodes_to_the_float_vectors(
     openai_client: OpenAIClient, task: str, task_model: ModelInfo
 ) -> None:
     """encoding_format "base64" answers little-endian float32 bytes equal to the float
-    answer."""
+    answer.
+
+    openapi.yaml: encoding_format "The format to return the embeddings in. Can be either
+    `float` or `base64`" (the official clients decode base64 as little-endian float32)."""
     floats, _ = embed(openai_client, task_model, "float embeddings", encoding_format="float")
     rule = "base64 embeddings decode to the same vectors as float ones"
     encoded, reply = embed(openai_client, task_model, rule, encoding_format="base64")
@@ -136,7 +140,12 @@ def test_embeddings_usage_counts_prompt_tokens(
     openai_client: OpenAIClient, task: str, task_model: ModelInfo
 ) -> None:
     """usage.prompt_tokens counts the input tokens (at least one per input) and
-    total_tokens equals it."""
+    total_tokens equals it.
+
+    openapi.yaml: CreateEmbeddingResponse requires ``usage`` with prompt_tokens "The number of
+    tokens used by the prompt" and total_tokens "The total number of tokens used by the
+    request" (an embedding request uses only its input); an input "cannot be an empty
+    string", so each counts at least one token."""
     rule = "embeddings usage counts the input tokens"
     result, reply = embed(openai_client, task_model, rule)
     usage = result.usage

@@ -1,5 +1,10 @@
-"""OpenAI errors: bad requests get a 4xx (not a 5xx) in the error envelope
-``{"error": {"message", "type", "param", "code"}}``, and the server keeps serving."""
+"""OpenAI errors: a refused request answers the error envelope
+``{"error": {"message", "type", "param", "code"}}`` (core); bad requests get a 4xx, not a 5xx,
+and the server keeps serving (hardening).
+
+openapi.yaml documents ErrorResponse (``error``, an Error requiring ``type``, ``message``,
+``param`` and ``code``) and, for these routes, no status but 200 and 429: which status a bad
+request gets is not in the spec, so "4xx, never 5xx" is the ``hardening`` profile's."""
 
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ class BadRequest:
     body: dict[str, Any] | None = None
     raw: bytes | None = None
     method: str = "POST"
-    features: tuple[str, ...] = field(default=("openai",))
+    features: tuple[str, ...] = field(default=("openai", "openai-completions"))
 
 
 CASES = [
@@ -112,9 +117,14 @@ CASES = [
         {"model": "{embedding}"},
         features=("openai-embeddings",),
     ),
-    BadRequest("model-retrieve-unknown", f"models/{UNKNOWN_MODEL}", method="GET"),
+    BadRequest(
+        "model-retrieve-unknown", f"models/{UNKNOWN_MODEL}", method="GET", features=("openai",)
+    ),
 ]
 PARAMS = [pytest.param(c, id=c.id, marks=pytest.mark.features(*c.features)) for c in CASES]
+HARDENING_PARAMS = [
+    pytest.param(c, id=c.id, marks=pytest.mark.features(*c.features, "hardening")) for c in CASES
+]
 
 
 def _model_of(target: Target, tasks: tuple[str, ...], kind: str) -> ModelInfo:
@@ -147,12 +157,15 @@ def send(openai_client: OpenAIClient, target: Target, case: BadRequest) -> Reply
     return openai_client.request("POST", case.endpoint, json=body)
 
 
-@pytest.mark.parametrize("case", PARAMS)
+@pytest.mark.parametrize("case", HARDENING_PARAMS)
 def test_openai_bad_request_is_a_4xx(
     openai_client: OpenAIClient, target: Target, case: BadRequest
 ) -> None:
-    """A request with a bad parameter, an unknown or unfit model or unreadable JSON answers
-    4xx, not 5xx, and the server keeps serving."""
+    """Hardening: a request with a bad parameter, an unknown or unfit model or unreadable JSON
+    answers 4xx, not 5xx, and the server keeps serving.
+
+    openapi.yaml gives these routes no error status but 429; a client's mistake answered as a
+    server fault is what this profile refuses."""
     reply = send(openai_client, target, case)
     expect(
         400 <= reply.status < 500,
@@ -171,10 +184,15 @@ def test_openai_bad_request_is_a_4xx(
 def test_openai_error_body_is_the_error_envelope(
     openai_client: OpenAIClient, target: Target, case: BadRequest
 ) -> None:
-    """An error answers {"error": {"message", "type", "param", "code"}} as OpenAI does."""
+    """A refused request answers {"error": {"message", "type", "param", "code"}}; extra fields
+    are allowed. A request the server accepts (a 2xx) has no error body to judge.
+
+    openapi.yaml: ErrorResponse requires ``error``; Error requires ``type``, ``message``,
+    ``param`` and ``code`` (``param`` and ``code`` string or null)."""
     reply = send(openai_client, target, case)
     rule = 'an OpenAI error body is {"error": {"message", "type", "param", "code"}}'
-    expect(reply.status >= 400, rule, f"status {reply.status} for a bad request", reply)
+    if reply.status < 400:
+        return  # accepted: whether it should have been is the hardening profile's question
     body = reply.json()
     error = expect_model(OpenAIError, body, rule, reply).error
     expect(error.message, rule, "empty error message", reply)

@@ -1,5 +1,6 @@
-"""The binary tensor data extension of V2 REST, checked when the server advertises it
-(``binary_tensor_data`` in GET /v2 extensions)."""
+"""The binary tensor data extension of V2 REST (Triton's extension_binary_data.md), checked when
+the server advertises it: "Triton reports “binary_tensor_data” in the extensions field of its
+Server Metadata". An extension, so feature v2-binary-tensor, never core."""
 
 from __future__ import annotations
 
@@ -57,8 +58,10 @@ def _is_binary(output: dict[str, Any]) -> bool:
 
 @pytest.mark.features("v2-rest", "v2-binary-tensor")
 def test_binary_inputs_are_read(v2: V2RestClient, numeric: ModelInfo) -> None:
-    """Inputs sent as binary parts (parameters.binary_data_size, after the JSON header whose
-    length Inference-Header-Content-Length gives) are read as their little-endian values."""
+    """ "Tensor data represented as binary data is organized in little-endian byte order, row
+    major"; "binary_data_size" : "int64 parameter indicating the size of the tensor binary
+    data"; "the Inference-Header-Content-Length header must be provided to give the length of
+    the JSON object" (extension_binary_data.md): inputs sent so are read as their values."""
     rule = "binary request tensors are read exactly"
     reply = _send(v2, numeric.name, _request(), ["int32", "fp32"])
     outputs = _parse(reply, rule)
@@ -77,7 +80,8 @@ def test_binary_inputs_are_read(v2: V2RestClient, numeric: ModelInfo) -> None:
 def test_binary_data_output_returns_every_output_binary(
     v2: V2RestClient, numeric: ModelInfo
 ) -> None:
-    """The request parameter binary_data_output: true returns every output as a binary part."""
+    """ "binary_data_output" : "bool parameter that is true if all outputs should be returned
+    as binary data" (extension_binary_data.md)."""
     rule = "binary_data_output returns every output in binary"
     reply = v2.infer(numeric.name, _request(parameters={"binary_data_output": True}))
     outputs = _parse(reply, rule)
@@ -91,8 +95,9 @@ def test_binary_data_output_returns_every_output_binary(
 def test_binary_data_on_one_output_returns_only_it_binary(
     v2: V2RestClient, numeric: ModelInfo
 ) -> None:
-    """The output parameter binary_data: true returns that output in binary and the others as
-    JSON."""
+    """ "binary_data" : "bool parameter that is true if the output should be returned as binary
+    data and false (or not given) if the tensor should be returned as JSON"
+    (extension_binary_data.md)."""
     rule = "an output's binary_data parameter returns that output alone in binary"
     body = _request(
         outputs=[{"name": "fp32", "parameters": {"binary_data": True}}, {"name": "int32"}]
@@ -111,7 +116,8 @@ def test_binary_data_on_one_output_returns_only_it_binary(
 
 @pytest.mark.features("v2-rest", "v2-binary-tensor")
 def test_binary_bytes_tensor_round_trips(v2: V2RestClient, numeric: ModelInfo) -> None:
-    """BYTES elements travel as 4-byte little-endian lengths and their bytes, both ways."""
+    """ "For BYTES type an element is represented by a 4-byte unsigned integer giving the
+    length followed by the actual bytes" (extension_binary_data.md), both ways."""
     rule = "a binary BYTES tensor round-trips exactly"
     body = {
         "inputs": [tensor("bytes", "BYTES", [3], BYTES)],
@@ -124,8 +130,9 @@ def test_binary_bytes_tensor_round_trips(v2: V2RestClient, numeric: ModelInfo) -
 
 @pytest.mark.features("v2-rest", "v2-binary-tensor")
 def test_binary_response_declares_its_header_length(v2: V2RestClient, numeric: ModelInfo) -> None:
-    """A response with binary parts carries Inference-Header-Content-Length, the exact length
-    of its JSON header; the binary parts fill the rest of the body."""
+    """ "If any binary data is present in the request or response the
+    Inference-Header-Content-Length header must be provided to give the length of the JSON
+    object" (extension_binary_data.md); the binary parts fill the rest of the body."""
     rule = "Inference-Header-Content-Length is the JSON header's exact length"
     reply = v2.infer(numeric.name, _request(parameters={"binary_data_output": True}))
     expect_status(reply, 200, rule)

@@ -1,5 +1,9 @@
 """Open Inference Protocol (V2) over gRPC (inference.GRPCInferenceService): the RPCs, typed and
-raw tensor contents, status codes, and agreement with REST."""
+raw tensor contents, status codes, and agreement with REST.
+
+Rules from grpc_predict_v2.proto and the GRPC section of required_api.md ("The GRPC API closely
+follows the concepts defined in the HTTP/REST API").
+"""
 
 from __future__ import annotations
 
@@ -67,7 +71,8 @@ def _echo(
 
 @pytest.mark.features("v2-grpc")
 def test_grpc_server_metadata_names_server_version(v2_grpc: V2GrpcClient) -> None:
-    """ServerMetadata returns the server's name and version and its extensions."""
+    """ServerMetadataResponse: "The server name", "The server version", "The extensions
+    supported by the server" (grpc_predict_v2.proto): a name and a version."""
     rule = "ServerMetadata returns a name and a version"
     reply = v2_grpc.server_metadata()
     meta = _ok(reply, rule)
@@ -76,7 +81,8 @@ def test_grpc_server_metadata_names_server_version(v2_grpc: V2GrpcClient) -> Non
 
 @pytest.mark.features("v2-grpc")
 def test_grpc_every_model_is_ready(target: Target, v2_grpc: V2GrpcClient) -> None:
-    """ModelReady answers ready=true for every model the server serves."""
+    """ModelReadyResponse.ready: "True if the model is ready, false if not ready"
+    (grpc_predict_v2.proto): every model the server serves answers ready=true."""
     expect(target.models, "the server serves at least one model", "no model discovered")
     for model in target.models:
         rule = f"ModelReady({model}) returns ready=true"
@@ -86,8 +92,9 @@ def test_grpc_every_model_is_ready(target: Target, v2_grpc: V2GrpcClient) -> Non
 
 @pytest.mark.features("v2-grpc")
 def test_grpc_model_metadata_describes_every_model(target: Target, v2_grpc: V2GrpcClient) -> None:
-    """ModelMetadata returns the model's own name, its platform and tensor metadata with V2
-    datatypes."""
+    """ModelMetadataResponse: "The model name", and TensorMetadata whose "shape" has "A
+    variable-size dimension ... represented by a -1 value" (grpc_predict_v2.proto); datatypes
+    "as defined in Tensor Data Types" (required_api.md), BF16 among them."""
     for model in target.models:
         rule = f"ModelMetadata({model}) returns the model's name and valid tensor metadata"
         reply = v2_grpc.model_metadata(model)
@@ -113,8 +120,9 @@ def test_grpc_model_metadata_describes_every_model(target: Target, v2_grpc: V2Gr
 def test_grpc_typed_contents_round_trip(
     v2_grpc: V2GrpcClient, numeric: ModelInfo, datatype: str
 ) -> None:
-    """Each datatype sent in its typed InferTensorContents field comes back exactly (FP16 has
-    no typed field)."""
+    """InferTensorContents holds each datatype in "the repeated type that matches the tensor's
+    data type" (grpc_predict_v2.proto): each datatype sent so comes back exactly (FP16 has no
+    typed field)."""
     _echo(
         v2_grpc,
         numeric.name,
@@ -131,8 +139,10 @@ def test_grpc_typed_contents_round_trip(
 def test_grpc_raw_contents_round_trip(
     v2_grpc: V2GrpcClient, numeric: ModelInfo, datatype: str
 ) -> None:
-    """Each datatype sent as raw_input_contents (little-endian; BYTES length-prefixed) comes
-    back exactly."""
+    """raw_input_contents: "the flattened, one-dimensional, row-major order of the tensor
+    elements"; "the FP16 and BF16 data types must be represented as raw content"
+    (grpc_predict_v2.proto): each datatype sent raw (little-endian, BYTES length-prefixed)
+    comes back exactly."""
     _echo(
         v2_grpc,
         numeric.name,
@@ -152,7 +162,8 @@ def _probe(model: str, **kw: Any) -> pb.ModelInferRequest:
 
 @pytest.mark.features("v2-grpc")
 def test_grpc_infer_echoes_request_id(v2_grpc: V2GrpcClient, numeric: ModelInfo) -> None:
-    """ModelInferResponse.id is the request's id."""
+    """ModelInferRequest.id: "Optional identifier for the request. If specified will be
+    returned in the response" (grpc_predict_v2.proto)."""
     rule = "ModelInfer returns the request id"
     reply = v2_grpc.infer(_probe(numeric.name, request_id="servegate-req-42"))
     expect(_ok(reply, rule).id == "servegate-req-42", rule, f"id {reply.message.id!r}", reply)
@@ -160,7 +171,8 @@ def test_grpc_infer_echoes_request_id(v2_grpc: V2GrpcClient, numeric: ModelInfo)
 
 @pytest.mark.features("v2-grpc")
 def test_grpc_infer_names_the_model(v2_grpc: V2GrpcClient, numeric: ModelInfo) -> None:
-    """ModelInferResponse.model_name is the model the request was sent to."""
+    """ModelInferResponse.model_name: "The name of the model used for inference"
+    (grpc_predict_v2.proto)."""
     rule = "ModelInfer names the model that answered"
     reply = v2_grpc.infer(_probe(numeric.name))
     expect(
@@ -173,7 +185,9 @@ def test_grpc_infer_names_the_model(v2_grpc: V2GrpcClient, numeric: ModelInfo) -
 
 @pytest.mark.features("v2-grpc")
 def test_grpc_outputs_limit_what_comes_back(v2_grpc: V2GrpcClient, numeric: ModelInfo) -> None:
-    """Requested outputs limit the outputs returned."""
+    """ModelInferRequest.outputs: "The requested output tensors for the inference. Optional,
+    if not specified all outputs produced by the model will be returned"
+    (grpc_predict_v2.proto): the outputs named are the ones returned."""
     wanted = "int32" + numeric_echo.SUM_SUFFIX
     rule = "ModelInfer's outputs list limits the response's outputs"
     reply = v2_grpc.infer(_probe(numeric.name, outputs=[wanted]))
@@ -185,7 +199,8 @@ def test_grpc_outputs_limit_what_comes_back(v2_grpc: V2GrpcClient, numeric: Mode
 def test_grpc_accepts_request_and_tensor_parameters(
     v2_grpc: V2GrpcClient, numeric: ModelInfo
 ) -> None:
-    """Request and tensor parameters the model does not use do not make a request fail."""
+    """ModelInferRequest and InferInputTensor carry "Optional inference parameters"
+    (grpc_predict_v2.proto): parameters the model does not use do not make a request fail."""
     request = _probe(numeric.name)
     request.parameters["servegate_probe"].string_param = "x"
     request.inputs[0].parameters["servegate_tensor_probe"].bool_param = True
@@ -194,8 +209,9 @@ def test_grpc_accepts_request_and_tensor_parameters(
 
 @pytest.mark.features("v2-grpc")
 def test_grpc_response_tensors_are_well_formed(v2_grpc: V2GrpcClient, numeric: ModelInfo) -> None:
-    """Every output has a V2 datatype, its element count is the product of its shape, and its
-    values belong to the datatype."""
+    """InferOutputTensor: "The tensor data type", "The tensor shape"; "The size must match
+    what is expected by the tensor's shape" (grpc_predict_v2.proto): every output has a V2
+    datatype, its element count is the product of its shape, its values belong to the type."""
     inputs = [
         (numeric_echo.input_name(dt), dt, [4], numeric_echo.SAMPLES[dt])
         for dt in numeric_echo.DATATYPES
@@ -212,8 +228,20 @@ def test_grpc_response_tensors_are_well_formed(v2_grpc: V2GrpcClient, numeric: M
 
 
 @pytest.mark.features("v2-grpc")
+def test_grpc_unknown_model_fails(v2_grpc: V2GrpcClient) -> None:
+    """ "Errors are indicated by the google.rpc.Status returned for the request. The OK code
+    indicates success and other codes indicate failure" (grpc_predict_v2.proto, ModelMetadata
+    and ModelInfer): a model the server does not have ends with a status other than OK."""
+    rule = "ModelMetadata and ModelInfer of an unknown model end with a status other than OK"
+    for reply in (v2_grpc.model_metadata(UNKNOWN_MODEL), v2_grpc.infer(_probe(UNKNOWN_MODEL))):
+        expect(not reply.ok, rule, "status OK for a model the server does not have", reply)
+
+
+@pytest.mark.features("v2-grpc", "hardening")
 def test_grpc_unknown_model_is_not_found(v2_grpc: V2GrpcClient) -> None:
-    """ModelMetadata and ModelInfer for a model the server does not have end with NOT_FOUND."""
+    """Hardening: ModelMetadata and ModelInfer for a model the server does not have end with
+    NOT_FOUND, the code that names the fault. The protocol asks only for a status other than
+    OK (test_grpc_unknown_model_fails)."""
     rule = "an unknown model gives gRPC status NOT_FOUND"
     for reply in (v2_grpc.model_metadata(UNKNOWN_MODEL), v2_grpc.infer(_probe(UNKNOWN_MODEL))):
         expect(reply.code == grpc.StatusCode.NOT_FOUND, rule, f"status {reply.code.name}", reply)
@@ -223,8 +251,9 @@ def test_grpc_unknown_model_is_not_found(v2_grpc: V2GrpcClient) -> None:
 def test_rest_and_grpc_give_the_same_outputs(
     v2: V2RestClient, v2_grpc: V2GrpcClient, numeric: ModelInfo
 ) -> None:
-    """The same request over REST and over gRPC gives the same outputs (names, datatypes,
-    shapes, values)."""
+    """ "The GRPC API closely follows the concepts defined in the HTTP/REST API"
+    (required_api.md): the same request over REST and over gRPC gives the same outputs (names,
+    datatypes, shapes, values)."""
     rows = [
         (numeric_echo.input_name(dt), dt, [4], numeric_echo.SAMPLES[dt])
         for dt in numeric_echo.DATATYPES
@@ -260,8 +289,9 @@ def test_rest_and_grpc_give_the_same_outputs(
 
 @pytest.mark.features("v2-grpc")
 def test_grpc_hypothesis_round_trip_is_exact(v2_grpc: V2GrpcClient, numeric: ModelInfo) -> None:
-    """Generated tensors of any datatype and shape round-trip exactly over gRPC, as raw
-    contents and as typed contents."""
+    """Raw contents and typed contents both hold "the flattened, one-dimensional, row-major
+    order of the tensor elements" (grpc_predict_v2.proto): generated tensors of any datatype
+    and shape round-trip exactly over gRPC either way (FP16 raw only)."""
 
     @HYPOTHESIS
     @given(tensors(), st.booleans())

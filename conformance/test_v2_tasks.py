@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from fixtures.payloads import list_payloads, load_payload
 from servegate.checks import expect, expect_model, expect_status
 from servegate.discovery import task_from_name
 from servegate.features import TASKS, UNSUPPORTED_PREFIX
+from servegate.fixtures.payloads import list_payloads, load_payload
 from servegate.protocols.v2_grpc import V2GrpcClient, build_request, output_values
 from servegate.protocols.v2_models import InferenceResponse, flatten, tensor_problems
 from servegate.protocols.v2_rest import V2RestClient

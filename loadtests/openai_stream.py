@@ -73,6 +73,10 @@ class OpenAIStreamUser(FastHttpUser, ProtocolUser):
                             continue
                         arrived = self.clock()
                         chunk = json.loads(event.data)
+                        if not isinstance(chunk, dict):
+                            raise ValueError(
+                                f"a chunk that is not a JSON object: {event.data[:80]}"
+                            )
                         usage = chunk.get("usage") or {}
                         if usage.get("completion_tokens") is not None:
                             timing.usage_tokens = int(usage["completion_tokens"])

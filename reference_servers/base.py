@@ -7,7 +7,7 @@ knows how to run that and hand back a :class:`RunningServer` whose ``target`` th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -53,7 +53,7 @@ class Launch:
     argv: Sequence[str]
     env: Mapping[str, str]
     cwd: Path
-    #: model name -> fixture task, as the launched server will serve them
+    #: model name -> fixture task ("" when none), as the launched server will serve them
     models: Mapping[str, str]
     #: what the server is, for reports, e.g. "MLServer 1.7.1 (mlserver-huggingface 1.7.1)"
     implementation: str
@@ -66,10 +66,17 @@ class Launch:
     readiness: str = "v2"
     #: False for a server with no gRPC endpoint: the target then has no gRPC address
     serves_grpc: bool = True
+    #: for a server that alone knows its version: once ready, the implementation string read
+    #: from it (e.g. GET /v2), replacing ``implementation``
+    describe: Callable[[Target], str] | None = None
 
 
 class Runtime(Protocol):
-    """Runtime-specific knowledge, shared by every backend."""
+    """Runtime-specific knowledge, shared by every backend.
+
+    A runtime may also carry ``base_interpreter`` (envs.BaseInterpreter): the Python build its
+    env must be made from, where the suite's own interpreter will not do.
+    """
 
     name: str
 

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -264,7 +265,8 @@ def start_local(
         fx = fixtures.find(model)
         models[model] = ModelInfo(
             name=model,
-            task=task,
+            # "" for a model of no task servegate knows (Triton's identity model)
+            task=task or None,
             labels=fx.labels if fx else (),
             hidden_size=fx.hidden_size if fx else None,
             mask_token=fx.mask_token if fx else None,
@@ -281,6 +283,8 @@ def start_local(
     server = LocalServer(name, launch, target, log_path)
     try:
         server.wait_ready(spec.ready_timeout)
+        if launch.describe is not None:
+            server.target = replace(target, implementation=launch.describe(target))
     except BaseException:
         server.stop()
         raise

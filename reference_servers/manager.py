@@ -30,12 +30,15 @@ def prepare_fixtures(state_dir: Path, log: Callable[[str], None] = print) -> Fix
 def prepare_env(runtime_name: str, state_dir: Path, log: Callable[[str], None] = print) -> Path:
     """The interpreter of the runtime's own env, created on first use."""
     runtime = get_runtime(runtime_name)
+    # a runtime whose native parts link one Python build names it (see envs.BaseInterpreter)
+    base = getattr(runtime, "base_interpreter", None)
     return ensure_env(
         Path(state_dir).resolve(),
         # optional: runtimes that share one env (two servers of one implementation) name it
         getattr(runtime, "env_name", runtime.name),
         runtime.requirements_file(),
         log=log,
+        base=base,
         # optional: a runtime whose pins pull in packages that break it names them here
         uninstall=tuple(getattr(runtime, "pip_uninstall", ())),
     )

@@ -11,6 +11,7 @@ from servegate.reference_servers.base import Runtime
 RUNTIMES = {
     "mlserver": "servegate.reference_servers.mlserver.runtime",
     "kserve": "servegate.reference_servers.kserve_huggingface.runtime",
+    "triton": "servegate.reference_servers.triton.runtime",
     "vllm": "servegate.reference_servers.vllm.runtime",
     "vllm-embeddings": "servegate.reference_servers.vllm.embeddings",
 }

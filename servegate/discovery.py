@@ -136,7 +136,7 @@ def discover(target: Target, declared_tasks: dict[str, str] | None = None) -> Ta
         v1.close()
         oai.close()
     if target.grpc_address:
-        grpc_client = V2GrpcClient(target.grpc_address, timeout=5.0)
+        grpc_client = V2GrpcClient.for_target(target, timeout=5.0)
         try:
             if grpc_client.live().ok:
                 features.add("v2-grpc")

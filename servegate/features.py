@@ -35,6 +35,11 @@ _FEATURES = [
     ),
     Feature("v2-model-versions", "V2 routes with a model version: /v2/models/{m}/versions/{v}"),
     Feature("v2-repository", "V2 model repository extension: index, load and unload of models"),
+    Feature(
+        "v2-json-fp16",
+        "FP16 tensor data as JSON numbers over V2 REST, which the protocol calls problematic and "
+        "does not require (declare it with --features)",
+    ),
     Feature("v1", "KServe V1 protocol: GET /v1/models answers"),
     Feature("openai", "OpenAI API routes: the models list answers"),
     Feature("openai-completions", "OpenAI (legacy) completions: POST {base}/completions"),
@@ -124,6 +129,7 @@ _PROFILES = [
                 "v2-binary-tensor",
                 "v2-model-versions",
                 "v2-repository",
+                "v2-json-fp16",
             }
         )
         | TASK_FEATURES,
@@ -161,9 +167,7 @@ _PROFILES = [
         "good practice beyond the specs, over every protocol: bad input never gets a 5xx, "
         "limits are enforced, gRPC codes name the fault",
         core=frozenset({"hardening"}),
-        extended=frozenset(
-            name for name in (f.name for f in _FEATURES) if name != "hardening"
-        ),
+        extended=frozenset(name for name in (f.name for f in _FEATURES) if name != "hardening"),
     ),
 ]
 

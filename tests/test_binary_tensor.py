@@ -17,6 +17,7 @@ from servegate.protocols import binary_tensor as bt
         ("INT32", [-1], b"\xff\xff\xff\xff"),
         ("FP32", [1.0], b"\x00\x00\x80\x3f"),
         ("FP16", [1.0], b"\x00\x3c"),
+        ("BF16", [1.0, -2.0], b"\x80\x3f\x00\xc0"),
         ("BYTES", ["ab", b""], b"\x02\x00\x00\x00ab\x00\x00\x00\x00"),
     ],
 )
@@ -75,3 +76,14 @@ def test_truncated_bytes_and_partial_elements_are_refused():
         bt.decode_tensor("BYTES", b"\x05\x00\x00\x00abc")
     with pytest.raises(bt.BinaryFormatError, match="whole number"):
         bt.decode_tensor("INT32", b"\x01\x00\x00")
+
+
+def test_bf16_is_the_upper_half_of_float32_rounded_to_nearest_even():
+    # 1 + 2**-8 lies halfway between two BF16 values: ties go to the even one (1.0);
+    # 1 + 3 * 2**-8 rounds up to 1 + 2**-6; inf and NaN survive
+    raw = bt.encode_tensor("BF16", [1 + 2**-8, 1 + 3 * 2**-8, float("inf"), float("nan")])
+    values = bt.decode_tensor("BF16", raw)
+    assert values[:3] == [1.0, 1 + 2**-6, float("inf")]
+    assert values[3] != values[3]
+    with pytest.raises(bt.BinaryFormatError, match="BF16"):
+        bt.decode_tensor("BF16", b"\x80")

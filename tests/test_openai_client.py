@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from servegate.protocols.openai import (
     ChatCompletionChunk,
     CompletionChunk,
     OpenAIClient,
+    OpenAIError,
     chunk_text,
     decode_base64_embedding,
     finish_reasons,
@@ -106,3 +108,53 @@ def test_requests_go_below_the_api_base(base, prefix):
         f"http://h:1{prefix}/chat/completions",
     ]
     assert recorder.sent[-1][2] == b"{"
+
+
+def test_error_envelope_allows_extra_fields_and_requires_message_and_type():
+    body = {
+        "error": {"message": "bad", "type": "invalid_request_error", "param": None, "code": None},
+        "request_id": "r-1",
+    }
+    body["error"]["status"] = 400  # vLLM adds the HTTP status
+    assert OpenAIError.model_validate(body).error.message == "bad"
+    with pytest.raises(ValueError):
+        OpenAIError.model_validate({"error": {"message": "bad"}})
+
+
+class _StreamingTransport(_Recorder):
+    """Answers every stream with the given byte chunks, as a server's writes arrive."""
+
+    def __init__(self, chunks: list[bytes]):
+        super().__init__()
+        self.chunks = chunks
+
+    @contextmanager
+    def stream(self, method, url, headers, body):
+        chunks = self.chunks
+
+        class _Raw:
+            status_code = 200
+            headers = httpx.Headers({"content-type": "text/event-stream"})
+
+            def iter_bytes(self):
+                yield from chunks
+
+        yield _Raw()
+
+
+def test_stream_all_ignores_comments_and_decodes_characters_split_across_chunks():
+    event = 'data: {"choices": [{"index": 0, "text": "caf\u00e9 \u20ac"}]}\n\n'.encode()
+    cut = event.index("é".encode()) + 1
+    chunks = [b": keep-alive\n\n", event[:cut], event[cut:], b": ping\n\n", b"data: [DONE]\n\n"]
+    client = OpenAIClient("http://h:1", transport=_StreamingTransport(chunks))
+    stream = client.stream_all("completions", {"model": "m", "prompt": "p"})
+    assert stream.done and not stream.bad_json and not stream.framing.unterminated
+    assert stream_texts(stream.chunks) == {0: "café €"}
+    assert stream.framing.comments == 2
+
+
+def test_stream_all_counts_json_that_is_not_an_object_as_bad():
+    chunks = [b"data: [1, 2]\n\n", b'data: {"choices": []}\n\n', b"data: [DONE]\n\n"]
+    client = OpenAIClient("http://h:1", transport=_StreamingTransport(chunks))
+    stream = client.stream_all("completions", {"model": "m", "prompt": "p"})
+    assert stream.bad_json == ["[1, 2]"] and stream.chunks == [{"choices": []}]

@@ -3,8 +3,10 @@
 One deviation server process serves the whole module. With no switch on, the V1 + OpenAI suite
 passes against it; then each V1 and OpenAI switch is turned on in turn (at run time, through
 the control endpoint) and the checks it names are run: at least one must fail. The kill rate
-(switches caught / switches) is printed and must be at least 95 %. The suite also runs with
-``--openai-base /v1`` against the OpenAI routes mounted there.
+(switches caught / switches) is printed and must be at least 95 %. Each legal variation (an
+unusual answer the specs allow: SSE comments, UTF-8 split across chunks...) is turned on in turn
+too, and then no check may fail. The suite also runs with ``--openai-base /v1`` against the
+OpenAI routes mounted there.
 """
 
 from __future__ import annotations
@@ -38,7 +40,10 @@ SUITE = sorted(
         *CONFORMANCE.glob("test_openai_*.py"),
     ]
 )
-FEATURES = "openai-chat,openai-stream,openai-stream-usage,openai-embeddings"
+FEATURES = (
+    "openai-completions,openai-chat,openai-stream,openai-stream-usage,openai-embeddings,"
+    "openai-deterministic,v1-hf-predictions,hardening"
+)
 KILL_RATE_GOAL = 0.95
 
 
@@ -160,6 +165,87 @@ def test_every_v1_openai_switch_makes_its_check_fail(tmp_path: Path, server: str
     assert rate >= KILL_RATE_GOAL, "\n".join(missed)
 
 
+def _report(tmp: Path) -> dict:
+    return json.loads(next((tmp / "reports").glob("conformance-*.json")).read_text())
+
+
+def test_every_v1_openai_legal_variation_passes(tmp_path: Path, server: str) -> None:
+    """Under each legal variation no check fails and every check that passed without it still
+    runs and passes (a variation must not turn checks into skips)."""
+    deviation_app.load_all()
+    variations: list[Switch] = switches_of("v1", legal=True) + switches_of("openai", legal=True)
+    # a chat-only server is judged with discovery alone (its completions checks must not run)
+    variations = [v for v in variations if v.name != openai_routes.L_CHAT_ONLY]
+    assert len(variations) >= 8
+    _set(server, [])
+    for name in ["baseline", *(v.name for v in variations)]:
+        (tmp_path / name).mkdir()
+    baseline = _run(tmp_path / "baseline", server, SUITE, f"--features={FEATURES}").passed
+    broken: list[str] = []
+    try:
+        for variation in variations:
+            _set(server, [variation.name])
+            outcomes = _run(tmp_path / variation.name, server, SUITE, f"--features={FEATURES}")
+            lost = baseline - outcomes.passed
+            if outcomes.failed or lost:
+                broken.append(
+                    f"{variation.name}: failed {sorted(outcomes.failed)}, "
+                    f"no longer passing {sorted(lost - outcomes.failed)}"
+                )
+    finally:
+        _set(server, [])
+    print(f"\nV1 + OpenAI legal variations: {len(variations) - len(broken)}/{len(variations)} pass")
+    assert not broken, "\n".join(broken)
+
+
+def _openai_profile(tmp: Path, url: str, switch_name: str) -> tuple[dict, _Outcomes]:
+    """The openai profile's result with one switch on, features found by discovery alone."""
+    _set(url, [switch_name])
+    try:
+        mine = [p for p in SUITE if "test_openai_" in p]
+        outcomes = _run(tmp, url, mine, "--profile=openai")
+    finally:
+        _set(url, [])
+    profiles = {p["name"]: p for p in _report(tmp)["profiles"]}
+    return profiles["openai"], outcomes
+
+
+def test_a_chat_only_server_passes_the_openai_profile(tmp_path: Path, server: str) -> None:
+    """Completions is legacy: a server without the route conforms to the openai profile."""
+    profile, outcomes = _openai_profile(tmp_path, server, openai_routes.L_CHAT_ONLY)
+    assert not outcomes.failed, sorted(outcomes.failed)
+    assert profile["result"] == "success", profile
+    assert "openai-completions" in profile["unsupported_extended"], profile
+    assert any(name.startswith("test_chat_") for name in outcomes.passed), sorted(outcomes.passed)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs discovery by real requests: a route answering 5xx is present and broken",
+)
+def test_a_route_that_answers_5xx_fails_the_openai_profile(tmp_path: Path, server: str) -> None:
+    """A chat route that answers 500 to everything is a broken feature, never a missing one:
+    its checks run and fail, and so does the openai profile."""
+    profile, outcomes = _openai_profile(tmp_path, server, openai_routes.CHAT_500)
+    assert any(name.startswith("test_chat_") for name in outcomes.failed), sorted(outcomes.failed)
+    assert profile["result"] == "failure", profile
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs discovery by real requests: a 404 about the model is not a missing route",
+)
+def test_a_route_answering_404_for_a_missing_model_is_still_checked(
+    tmp_path: Path, server: str
+) -> None:
+    """A route that answers 404 when no served model is named exists: discovery alone still
+    finds it, and its checks run and pass."""
+    profile, outcomes = _openai_profile(tmp_path, server, openai_routes.L_MISSING_MODEL_404)
+    assert not outcomes.failed, sorted(outcomes.failed)
+    assert "openai-chat" in profile["supported_extended"], profile
+    assert any(name.startswith("test_chat_") for name in outcomes.passed), sorted(outcomes.passed)
+
+
 def test_openai_checks_follow_the_openai_base_option(tmp_path: Path) -> None:
     """--openai-base /v1 aims the OpenAI checks at /v1 (a server without KServe's prefix)."""
     port = free_port()
@@ -186,6 +272,7 @@ def test_openai_checks_follow_the_openai_base_option(tmp_path: Path) -> None:
                 str(CONFORMANCE / "test_openai_completions.py"),
             ],
             "--openai-base=/v1",
+            "--features=openai-completions,openai-deterministic",
         )
     finally:
         web.should_exit = True
@@ -201,7 +288,7 @@ def test_v1_openai_checks_are_unsupported_on_a_v2_only_server(tmp_path: Path, ti
     mine = [p for p in SUITE if not p.endswith("test_health.py")]
     outcomes = _run(tmp_path, url, mine)
     assert not outcomes.failed, sorted(outcomes.failed)
-    report = json.loads(next((tmp_path / "reports").glob("conformance-*.json")).read_text())
+    report = _report(tmp_path)
     kinds = {case["outcome"] for case in report["cases"]}
     assert kinds == {"unsupported"}, kinds
     assert report["counts"]["unsupported"] == len(report["cases"]) >= 100

@@ -78,9 +78,9 @@ def test_uninstalled_packages_are_part_of_the_env_key(tmp_path: Path) -> None:
     (the other runtimes' envs are not rebuilt)."""
     req = vl.REQUIREMENTS
     plain = env_dir(tmp_path, "vllm", req)
-    assert env_dir(tmp_path, "vllm", req, ()) == plain
-    assert env_dir(tmp_path, "vllm", req, ("torchvision",)) != plain
-    assert env_dir(tmp_path, "vllm", req, vl.PIP_UNINSTALL) != env_dir(
+    assert env_dir(tmp_path, "vllm", req, uninstall=()) == plain
+    assert env_dir(tmp_path, "vllm", req, uninstall=("torchvision",)) != plain
+    assert env_dir(tmp_path, "vllm", req, uninstall=vl.PIP_UNINSTALL) != env_dir(
         tmp_path, "vllm", req, ("torchvision",)
     )
 

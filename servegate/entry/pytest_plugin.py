@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from servegate.deviations import Deviation, find_deviation, load_deviations
+from servegate.deviations import NOT_APPLICABLE, Deviation, Verdict, judge, load_deviations
 from servegate.discovery import discover
 from servegate.entry.options import RunOptions, build_run_options, parse_headers
 from servegate.errors import ServegateError
@@ -66,10 +66,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="append",
         default=[],
         metavar="'NAME: VALUE'",
-        help="extra header for every request, e.g. an Authorization bearer token",
+        help="extra header for every request, e.g. an Authorization bearer token (gRPC: call "
+        "metadata, the name lowercased)",
     )
-    group.addoption("--insecure", action="store_true", help="do not verify TLS certificates")
-    group.addoption("--ca-bundle", default=None, metavar="PATH", help="CA bundle for https")
+    group.addoption(
+        "--insecure",
+        action="store_true",
+        help="do not verify TLS certificates; gRPC (TLS when --target is https) cannot skip "
+        "verification, so it trusts the self-signed certificate the server presents: "
+        "encrypted, not authenticated (a CA-issued one needs --ca-bundle)",
+    )
+    group.addoption(
+        "--ca-bundle",
+        default=None,
+        metavar="PATH",
+        help="CA bundle for https and for gRPC over TLS (TLS when --target is https)",
+    )
     group.addoption(
         "--request-timeout",
         type=float,
@@ -334,7 +346,7 @@ def v2(target: Target) -> Iterator[V2RestClient]:
 def v2_grpc(target: Target) -> Iterator[V2GrpcClient]:
     if not target.grpc_address:
         pytest.skip(f"{UNSUPPORTED_PREFIX} {target.name} has no gRPC address (--grpc-target)")
-    client = V2GrpcClient(target.grpc_address, timeout=target.connection.timeout)
+    client = V2GrpcClient.for_target(target)  # its headers and TLS settings too
     yield client
     client.close()
 
@@ -361,8 +373,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         return report
     state: SuiteState = item.config.stash[STATE]
     target = getattr(item, "funcargs", {}).get("target")
+    verdict = NOT_APPLICABLE
     if report.when == "call" and isinstance(target, Target):
-        _apply_deviation(report, state, item.name, target)
+        slot = str(callspec.params["target"])
+        verdict = _apply_deviation(report, call, state.deviations, item.name, target, slot)
     if report.when == "call" or (report.when == "setup" and not report.passed):
         needed = required_features(item)
         rule = item.get_closest_marker("rule")
@@ -379,6 +393,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
                     else "",
                     exc=call.excinfo.value if call.excinfo is not None else None,
                     secrets=state.secrets,
+                    deviation=verdict,
                 ),
             )
         )
@@ -398,25 +413,33 @@ def _redact_report(report: pytest.TestReport, secrets: tuple[str, ...]) -> None:
 
 
 def _apply_deviation(
-    report: pytest.TestReport, state: SuiteState, name: str, target: Target
-) -> None:
-    """Strict expected deviations: a listed failure is expected; a listed pass fails."""
-    tasks = frozenset(m.task for m in target.models.values() if m.task)
-    deviation = find_deviation(state.deviations, name, target.implementation, tasks)
-    if deviation is None:
-        return
+    report: pytest.TestReport,
+    call: pytest.CallInfo[None],
+    deviations: list[Deviation],
+    name: str,
+    target: Target,
+    slot: str,
+) -> Verdict:
+    """Strict expected deviations, matched to the failure: a listed check that fails with the
+    listed rule violation is expected; one that fails otherwise stays failed and says why the
+    entry did not match; one that passes fails with "now passes". Skipped checks are not
+    judged, so an unsupported check never "now passes"."""
+    if report.skipped:
+        return NOT_APPLICABLE
+    failure: BaseException | None = None
     if report.failed:
+        # a failed call without an exception is still a failure, never a pass
+        failure = call.excinfo.value if call.excinfo is not None else RuntimeError(report.longrepr)
+    verdict = judge(deviations, name, target, failure, slot=slot)
+    if verdict.kind == "expected":
         report.outcome = "skipped"
-        report.wasxfail = (  # type: ignore[attr-defined]
-            f"expected deviation of {target.implementation} ({deviation.reference}): "
-            f"{deviation.reason}"
-        )
-    elif report.passed:
+        report.wasxfail = verdict.message  # type: ignore[attr-defined]
+    elif verdict.kind == "now-passes":
         report.outcome = "failed"
-        report.longrepr = (
-            f"expected deviation now passes: remove entry {deviation.source} "
-            f"({deviation.reference}) for {target.implementation}"
-        )
+        report.longrepr = verdict.message
+    elif verdict.kind == "unmatched":
+        report.sections.append(("servegate expected deviations", verdict.message))
+    return verdict
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -3,8 +3,9 @@
 A request or response body is a JSON header followed by raw tensor bytes. The HTTP header
 ``Inference-Header-Content-Length`` gives the JSON header's length in bytes; each tensor sent in
 binary carries ``parameters.binary_data_size`` instead of ``data``, and the binary parts follow
-the JSON in the order of those tensors. Elements are little-endian; BOOL is one byte; each BYTES
-element is a 4-byte little-endian length followed by its bytes. A client asks for binary outputs
+the JSON in the order of those tensors. Elements are little-endian; BOOL is one byte; BF16 is the
+upper half of an IEEE float32 (two bytes); each BYTES element is a 4-byte little-endian length
+followed by its bytes. A client asks for binary outputs
 with the request parameter ``binary_data_output: true`` (every output) or the output parameter
 ``binary_data: true`` (that one).
 """
@@ -37,8 +38,29 @@ NUMPY_DTYPES: dict[str, str] = {
 }
 
 
+#: "All tensor data types are representable as binary data in the native size of the data
+#: type": BF16 has no numpy type, so it is coded here as the high 16 bits of a float32
+BF16 = "BF16"
+
+
 class BinaryFormatError(ValueError):
     """Bytes that are not a well-formed binary tensor body or tensor."""
+
+
+def _encode_bf16(data: Sequence[Any]) -> bytes:
+    values = np.asarray(list(data), dtype=np.float32)
+    bits = values.view(np.uint32).astype(np.uint64)
+    # round to nearest, ties to even, as float32 -> bfloat16 conversions do; NaN stays NaN
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+    rounded[np.isnan(values)] = 0x7FC0
+    return rounded.astype("<u2").tobytes()
+
+
+def _decode_bf16(raw: bytes) -> list[Any]:
+    if len(raw) % 2:
+        raise BinaryFormatError(f"{len(raw)} bytes is not a whole number of BF16 elements (2 each)")
+    halves = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
+    return halves.view(np.float32).astype(np.float64).tolist()
 
 
 def encode_tensor(datatype: str, data: Sequence[Any]) -> bytes:
@@ -49,6 +71,8 @@ def encode_tensor(datatype: str, data: Sequence[Any]) -> bytes:
             b = item.encode() if isinstance(item, str) else bytes(item)
             out += len(b).to_bytes(4, "little") + b
         return bytes(out)
+    if datatype == BF16:
+        return _encode_bf16(data)
     if datatype not in NUMPY_DTYPES:
         raise BinaryFormatError(f"no binary layout for datatype {datatype!r}")
     dtype = np.dtype(NUMPY_DTYPES[datatype]).newbyteorder("<")
@@ -72,6 +96,8 @@ def decode_tensor(datatype: str, raw: bytes) -> list[Any]:
             out.append(bytes(raw[pos + 4 : pos + 4 + size]))
             pos += 4 + size
         return out
+    if datatype == BF16:
+        return _decode_bf16(raw)
     if datatype not in NUMPY_DTYPES:
         raise BinaryFormatError(f"no binary layout for datatype {datatype!r}")
     dtype = np.dtype(NUMPY_DTYPES[datatype]).newbyteorder("<")

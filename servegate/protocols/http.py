@@ -17,9 +17,12 @@ import httpcore  # noqa: F401
 import httpx
 
 from servegate.errors import Unreachable
-from servegate.protocols.exchange import Exchange, excerpt
+from servegate.protocols.exchange import BODY_EXCERPT, Exchange, excerpt
 from servegate.targets import Connection
 
+#: bytes of a streamed body past which its excerpt is refreshed only when the stream ends
+#: (UTF-8 takes at most 4 bytes a character, so the excerpt's characters are all in by then)
+_EXCERPT_BYTES = 4 * BODY_EXCERPT
 #: connection setup is retried this often (a refused connect is never a partial request)
 CONNECT_RETRIES = 2
 
@@ -243,10 +246,16 @@ class StreamingReply:
         return self.headers.get("content-type", "").split(";")[0].strip().lower()
 
     def iter_bytes(self) -> Iterator[bytes]:
-        for chunk in self._resp.iter_bytes():
-            self._seen.extend(chunk)
+        try:
+            for chunk in self._resp.iter_bytes():
+                self._seen.extend(chunk)
+                # the excerpt is refreshed while it grows, then once at the end: copying and
+                # decoding the whole body on every chunk made reading a long stream quadratic
+                if len(self._seen) - len(chunk) <= _EXCERPT_BYTES:
+                    self.exchange.response_body = excerpt(bytes(self._seen))
+                yield chunk
+        finally:
             self.exchange.response_body = excerpt(bytes(self._seen))
-            yield chunk
 
     def read(self) -> bytes:
         for _ in self.iter_bytes():

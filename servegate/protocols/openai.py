@@ -122,16 +122,21 @@ class ModelCardList(_Open):
 
 
 class OpenAIErrorBody(_Open):
+    """``Error``: openapi.yaml requires all four keys; ``param`` and ``code`` may be null (the
+    checks test that they are present)."""
+
     message: str
     type: str
     param: str | None = None
     code: str | int | None = None
 
 
-class OpenAIError(BaseModel):
-    """The error envelope: ``{"error": {"message", "type", "param", "code"}}``."""
+class OpenAIError(_Open):
+    """The error envelope ``ErrorResponse``: ``{"error": {"message", "type", "param", "code"}}``.
 
-    model_config = ConfigDict(extra="forbid")
+    Extra fields are allowed at both levels: openapi.yaml does not close these objects, and
+    servers add their own (vLLM an HTTP status, others a request id)."""
+
     error: OpenAIErrorBody
 
 
@@ -191,7 +196,7 @@ class Stream:
     done: bool = False
     #: JSON chunks in order (events other than [DONE])
     chunks: list[dict[str, Any]] = field(default_factory=list)
-    #: data payloads that were not JSON
+    #: data payloads that were not one JSON object
     bad_json: list[str] = field(default_factory=list)
     #: events after [DONE]
     after_done: list[Event] = field(default_factory=list)
@@ -258,7 +263,12 @@ class OpenAIClient:
                     result.done = True
                     continue
                 try:
-                    result.chunks.append(json.loads(event.data))
+                    chunk = json.loads(event.data)
                 except ValueError:
+                    result.bad_json.append(event.data)
+                    continue
+                if isinstance(chunk, dict):
+                    result.chunks.append(chunk)
+                else:
                     result.bad_json.append(event.data)
             return result

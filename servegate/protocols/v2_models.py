@@ -10,7 +10,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-#: tensor datatypes defined by the protocol, with their element size in bytes (BYTES: variable)
+#: tensor datatypes defined by the protocol, with their element size in bytes (BYTES: variable).
+#: BF16 is one of them: grpc_predict_v2.proto says "the FP16 and BF16 data types must be
+#: represented as raw content", and Tensor Data that "fp16 and bf16 are problematic to
+#: communicate explicitly" as JSON numbers.
 DATATYPES: dict[str, int | None] = {
     "BOOL": 1,
     "UINT8": 1,
@@ -24,6 +27,7 @@ DATATYPES: dict[str, int | None] = {
     "FP16": 2,
     "FP32": 4,
     "FP64": 8,
+    "BF16": 2,
     "BYTES": None,
 }
 
@@ -133,7 +137,12 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "INT64": (-(2**63), 2**63 - 1),
 }
 #: the largest finite magnitude of each float datatype
-FLOAT_MAX = {"FP16": 65504.0, "FP32": 3.4028234663852886e38, "FP64": 1.7976931348623157e308}
+FLOAT_MAX = {
+    "FP16": 65504.0,
+    "BF16": 3.3895313892515355e38,
+    "FP32": 3.4028234663852886e38,
+    "FP64": 1.7976931348623157e308,
+}
 
 
 def value_fits(datatype: str, value: Any) -> bool:

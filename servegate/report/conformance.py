@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from servegate import __version__
+from servegate.deviations import Verdict
 from servegate.features import UNSUPPORTED_PREFIX
 from servegate.protocols.exchange import Exchange
 from servegate.redaction import redact_data, redact_text
@@ -23,6 +24,7 @@ from servegate.report.schema import (
     Case,
     ConformanceReport,
     Counts,
+    DeviationRecord,
     ExchangeRecord,
     Failure,
     Implementation,
@@ -88,10 +90,14 @@ def make_case(
     rule: str,
     exc: BaseException | None = None,
     secrets: Iterable[str] = (),
+    deviation: Verdict | None = None,
 ) -> Case:
-    """One check's result from the pytest report of its call (or failed setup)."""
+    """One check's result from the pytest report of its call (or failed setup), with the
+    expected-deviation entry that judged it, if one did."""
     secrets = tuple(secrets)
     outcome, message = outcome_of(report)
+    if deviation is not None and deviation.kind == "unmatched":
+        message = f"{deviation.message}\n{message}"
     failure = None
     if outcome in ("failed", "error", "expected-deviation"):
         failure = failure_of(exc, rule, message, secrets)
@@ -106,6 +112,20 @@ def make_case(
         message=redact_text(message, secrets)[:MESSAGE_LIMIT],
         duration=round(report.duration, 3),
         failure=failure,
+        deviation=_deviation_record(deviation),
+    )
+
+
+def _deviation_record(verdict: Verdict | None) -> DeviationRecord | None:
+    if verdict is None or verdict.deviation is None:
+        return None
+    entry = verdict.deviation
+    return DeviationRecord(
+        id=entry.id,
+        verdict=verdict.kind,  # type: ignore[arg-type]
+        reference=entry.reference,
+        reason=entry.reason,
+        source=entry.source,
     )
 
 

@@ -82,6 +82,18 @@ class Failure(_Model):
     exchange: ExchangeRecord | None = None
 
 
+class DeviationRecord(_Model):
+    """An expected-deviation entry as a case's report names it."""
+
+    id: str
+    #: expected (the listed failure), unmatched (failed otherwise), now-passes
+    verdict: Literal["expected", "unmatched", "now-passes"]
+    reference: str
+    reason: str = ""
+    #: the deviations file it comes from
+    source: str = ""
+
+
 class Case(_Model):
     #: the check's id across targets: test file::test name[parameters other than the target]
     check: str
@@ -97,6 +109,9 @@ class Case(_Model):
     duration: float = 0.0
     #: on failed, error and expected-deviation outcomes
     failure: Failure | None = None
+    #: the expected-deviation entry that judged the case: it expected this failure, the
+    #: failure did not match it, or the check now passes
+    deviation: DeviationRecord | None = None
 
 
 class ModelRecord(_Model):

@@ -65,9 +65,18 @@ def _normalise(text: str) -> str:
 def check_entities(
     entities: Sequence[Any], model: ModelInfo, text: str, evidence: HasExchange
 ) -> None:
-    """Token classification: each entity's start/end lie in the input and `word` is that slice
-    (after the tokenizer's normalisation); its label is a config label; score in [0,1]."""
+    """Token classification: at least one entity (the example names an organisation, a person
+    and two places); each entity's start/end lie in the input and `word` is that slice (after
+    the tokenizer's normalisation); its label is a config label; score in [0,1]."""
     rule = "token-classification entities point at the input text they name"
+    # an empty list would pass every per-entity rule below; a sentence full of names is not
+    # answered by "no entity" (the fixture's random-weight model finds 13)
+    expect(
+        isinstance(entities, list | tuple) and entities,
+        "token-classification finds entities in a sentence that names some",
+        f"result {entities!r:.200} is no entity list",
+        evidence,
+    )
     for ent in entities:
         expect(isinstance(ent, dict), rule, f"entity {ent!r} is not an object", evidence)
         start, end = ent.get("start"), ent.get("end")
@@ -253,3 +262,9 @@ def check_task_result(task: str, result: Any, model: ModelInfo, evidence: HasExc
         )
     elif task == "feature-extraction":
         check_vectors(token_vectors(result), model, evidence)
+    else:
+        # a task without a check of meaning must not pass unchecked
+        raise LookupError(
+            f"servegate has no check of meaning for task {task!r}: add one to "
+            "servegate/tasks/semantics.py"
+        )

@@ -139,6 +139,15 @@ SCORE_OUT_OF_RANGE = switch(
     "classification scores above 1",
     ["test_v2_pipeline_result_is_meaningful[text-classification*]"],
 )
+ENTITIES_EMPTY = switch(
+    "entities-empty",
+    "v2-tasks",
+    "token-classification finds no entity in a sentence full of names",
+    [
+        "test_v2_pipeline_result_is_meaningful[token-classification*]",
+        "test_v2_kwargs_grpc_result_is_meaningful[token-classification*]",
+    ],
+)
 ENTITY_OFFSETS_WRONG = switch(
     "entity-offsets-wrong",
     "v2-tasks",
@@ -450,7 +459,7 @@ def _kwargs_answer(task: str, by_name: dict[str, Tensor]) -> list[Tensor]:
     elif task == "token-classification":
         text = text_of("args", "inputs")
         items = []
-        for i, m in enumerate(re.finditer(r"\w+", text)):
+        for i, m in enumerate([] if BOARD.on(ENTITIES_EMPTY) else re.finditer(r"\w+", text)):
             end = m.end() + (1 if BOARD.on(ENTITY_OFFSETS_WRONG) else 0)
             items.append(
                 {

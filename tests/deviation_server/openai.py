@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from tests.deviation_server import models
-from tests.deviation_server.switches import BOARD, switch
+from tests.deviation_server.switches import BOARD, legal_variation, switch
 
 AREA = "openai"
 BASE = "/openai/v1"
@@ -61,12 +61,21 @@ ROLES = {"system", "developer", "user", "assistant", "tool"}
 CREATED = int(time.time())
 
 BAD = "test_openai_bad_request_is_a_4xx"
+CHAT_CHECKS = [
+    "test_chat_returns_an_assistant_message",
+    "test_chat_accepts_system_user_and_assistant_roles",
+    "test_chat_respects_max_tokens",
+]
 ENVELOPE = "test_openai_error_body_is_the_error_envelope"
 STREAM_CHECKS = "test_stream_{}"
 
 
 def _s(name: str, description: str, checks: list[str]) -> str:
     return switch(name, AREA, description, checks)
+
+
+def _legal(name: str, description: str) -> str:
+    return legal_variation(name, AREA, description)
 
 
 # models
@@ -93,6 +102,14 @@ MODEL_RETRIEVE_OTHER = _s(
 MODEL_UNKNOWN_200 = _s(
     "oai-model-retrieve-unknown-200",
     "an unknown model's card answers 200",
+    [
+        "test_openai_unknown_model_retrieve_is_refused",
+        "test_openai_unknown_model_retrieve_is_a_404",
+    ],
+)
+MODEL_UNKNOWN_400 = _s(
+    "oai-model-retrieve-unknown-400",
+    "an unknown model's card answers 400, not 404",
     ["test_openai_unknown_model_retrieve_is_a_404"],
 )
 # completions
@@ -101,9 +118,9 @@ WRONG_OBJECT = _s(
     'completions have object "completion"',
     ["test_completion_returns_a_text_completion"],
 )
-WRONG_MODEL = _s(
-    "oai-completion-model-wrong",
-    "completions name another model",
+COMPLETION_NO_CHOICES = _s(
+    "oai-completion-no-choices",
+    "completions answer an empty choices list",
     ["test_completion_returns_a_text_completion"],
 )
 USAGE_SUM = _s(
@@ -147,11 +164,16 @@ FINISH_LENGTH_ON_STOP = _s(
 STOP_IGNORED = _s(
     "oai-stop-ignored",
     "stop sequences are ignored",
-    ["test_completion_stop_sequence_ends_the_text"],
+    ["test_completion_text_never_contains_the_stop_sequence"],
 )
 STOP_INCLUDED = _s(
     "oai-stop-included",
     "the stop sequence is left in the text",
+    ["test_completion_text_never_contains_the_stop_sequence"],
+)
+STOP_EARLY = _s(
+    "oai-stop-one-word-early",
+    "a stop sequence also drops the word before it",
     ["test_completion_stop_sequence_ends_the_text"],
 )
 ECHO_IGNORED = _s(
@@ -200,6 +222,17 @@ CHAT_MCT_IGNORED = _s(
     "oai-chat-max-completion-tokens-ignored",
     "chat ignores max_completion_tokens",
     ["test_chat_respects_max_completion_tokens"],
+)
+CHAT_FINISH_BAD = _s(
+    "oai-chat-finish-reason-unknown",
+    'chat finish_reason is "done", outside the enum',
+    ["test_chat_returns_an_assistant_message"],
+)
+# a route broken for every request: discovery must take it as present and broken, not absent
+CHAT_500 = _s(
+    "oai-chat-route-500",
+    "the chat route answers 500 to every request",
+    [*CHAT_CHECKS, "test_openai_client_chats"],
 )
 # embeddings
 EMB_ONE = _s(
@@ -341,6 +374,7 @@ E_DETAIL = _s(
 )
 E_NO_PARAM = _s("oai-error-no-param-code", "error objects lack param and code", [ENVELOPE])
 E_PLAIN = _s("oai-error-plain-text", "errors are plain text", [ENVELOPE])
+E_NO_TYPE = _s("oai-error-no-type", "error objects lack type", [ENVELOPE])
 E_PARAM_500 = _s(
     "oai-bad-parameter-500",
     "bad parameter values answer 500",
@@ -398,6 +432,42 @@ SDK_HEADERS_400 = _s(
     ],
 )
 
+# legal variations: unusual answers the specs allow; no check may fail under them
+L_MODEL_RENAMED = _legal(
+    "oai-model-field-renamed",
+    'responses name the model "<requested>-resolved" (the model used, not the requested name)',
+)
+L_USAGE_OMITTED = _legal(
+    "oai-usage-omitted", "completions and chat completions carry no usage (optional)"
+)
+L_ERROR_EXTRA = _legal("oai-error-extra-fields", "error bodies carry extra fields at both levels")
+L_N_GREEDY = _legal(
+    "oai-n-refused-when-greedy", "n > 1 at temperature 0 is refused with a 400, as vLLM does"
+)
+L_MISSING_MODEL_404 = _legal(
+    "oai-missing-model-404",
+    "a request naming no served model answers 404 (an error about the model) on a route "
+    "that exists",
+)
+L_COMMENTS = _legal(
+    "oai-stream-comments",
+    "streams carry comment lines (: keep-alive) between, inside and after events",
+)
+L_CRLF = _legal("oai-stream-crlf", "stream lines end with CRLF")
+L_UTF8_SPLIT = _legal(
+    "oai-stream-utf8-split",
+    "generated words carry multi-byte UTF-8 characters, sent raw and split across network "
+    "chunks in the middle of each character",
+)
+L_CHAT_ONLY = _legal(
+    "oai-chat-only",
+    "no completions route (404 Not Found, as for any unknown path): a chat-only server",
+)
+#: the multi-byte characters the UTF-8 variation adds to every word (2, 3 and 4 bytes)
+UTF8_SUFFIX = "é€𝄞"
+#: pause between the pieces of a split character, so that they travel as separate reads
+SPLIT_PAUSE_S = 0.002
+
 #: one 503 owed to the models list after a refused request (E_BREAKS)
 _broken_once: list[bool] = [False]
 #: requests served, so that the temperature-0 switch can vary its answers
@@ -432,9 +502,15 @@ def _error(exc: _Refused) -> Response:
             {"detail": [{"loc": ["body", exc.param], "msg": str(exc)}]}, status_code=422
         )
     error: dict[str, Any] = {"message": str(exc), "type": exc.kind}
+    if BOARD.on(E_NO_TYPE):
+        del error["type"]
     if not BOARD.on(E_NO_PARAM):
         error.update(param=exc.param, code=None)
-    return JSONResponse({"error": error}, status_code=exc.status)
+    envelope: dict[str, Any] = {"error": error}
+    if BOARD.on(L_ERROR_EXTRA):
+        error["status"] = exc.status
+        envelope["request_id"] = f"req-{_counter[0]}"
+    return JSONResponse(envelope, status_code=exc.status)
 
 
 def _bad(param: str, message: str, *, status: int = 400, switch_500: str | None = None) -> _Refused:
@@ -457,12 +533,13 @@ def _words(text: str) -> list[str]:
 def _generate(prompt: str, count: int, params: dict[str, Any]) -> list[str]:
     temperature = params.get("temperature")
     greedy = temperature is None or temperature == 0
+    suffix = UTF8_SUFFIX if BOARD.on(L_UTF8_SPLIT) else ""
     if greedy and not BOARD.on(GREEDY_RANDOM):
         start = _hash(prompt)
-        return [VOCAB[(start + 5 * i) % len(VOCAB)] for i in range(count)]
+        return [VOCAB[(start + 5 * i) % len(VOCAB)] + suffix for i in range(count)]
     seed = params.get("seed")
     rng = random.Random(seed if seed is not None and not BOARD.on(SEED_IGNORED) else None)
-    return [rng.choice(VOCAB) for _ in range(count)]
+    return [rng.choice(VOCAB) + suffix for _ in range(count)]
 
 
 def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
@@ -471,6 +548,8 @@ def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
         return text, False
     at, stop = min(hits)
     end = at + len(stop) if BOARD.on(STOP_INCLUDED) else at
+    if BOARD.on(STOP_EARLY):
+        end = max(text.rfind(" ", 0, max(at - 1, 0)), 0)
     return text[:end], True
 
 
@@ -488,6 +567,8 @@ def _int_param(body: dict[str, Any], name: str, default: int | None) -> int | No
 def _model(body: dict[str, Any], served: set[str], what: str) -> str:
     name = body.get("model")
     if not isinstance(name, str) or not name:
+        if BOARD.on(L_MISSING_MODEL_404):
+            raise _Refused(404, "no model named: the model '' does not exist", "model")
         raise _bad("model", "you must provide a model parameter")
     if name not in served:
         known = name in models.MODELS
@@ -604,6 +685,8 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 def _choices(prompts: list[tuple[str, int]], params: dict[str, Any]) -> list[_Choice]:
     n = params["n"]
+    if n > 1 and params["temperature"] == 0 and BOARD.on(L_N_GREEDY):
+        raise _bad("n", "n > 1 needs sampling: greedy choices would all be the same")
     if n > 1 and BOARD.on(N_500):
         raise _Refused(500, "'n' > 1 is not supported")
     if BOARD.on(N_IGNORED):
@@ -671,7 +754,8 @@ async def retrieve_model(request: Request) -> Response:
     name = request.path_params["model"]
     served = GENERATIVE | {EMBEDDING}
     if name not in served and not BOARD.on(MODEL_UNKNOWN_200):
-        raise _Refused(404, f"the model {name!r} does not exist", "model")
+        status = 400 if BOARD.on(MODEL_UNKNOWN_400) else 404
+        raise _Refused(status, f"the model {name!r} does not exist", "model")
     if BOARD.on(MODEL_RETRIEVE_NULL):
         return JSONResponse(None)
     shown = sorted(served - {name})[0] if BOARD.on(MODEL_RETRIEVE_OTHER) else name
@@ -680,7 +764,20 @@ async def retrieve_model(request: Request) -> Response:
     )
 
 
+def _shown(model: str) -> str:
+    """The model a response names."""
+    return model + "-resolved" if BOARD.on(L_MODEL_RENAMED) else model
+
+
+def _with_usage(response: dict[str, Any], usage: dict[str, int]) -> dict[str, Any]:
+    if not BOARD.on(L_USAGE_OMITTED):
+        response["usage"] = usage
+    return response
+
+
 async def completions(request: Request) -> Response:
+    if BOARD.on(L_CHAT_ONLY):
+        return JSONResponse({"detail": "Not Found"}, status_code=404)
     body = await _json_body(request)
     model = _model(body, GENERATIVE, "completions")
     params = _sampling(body, DEFAULT_TOKENS)
@@ -689,18 +786,26 @@ async def completions(request: Request) -> Response:
     usage = _usage(sum(c for _, c in prompts), sum(c.tokens for c in choices))
     if body.get("stream"):
         return _stream(model, choices, usage, chat=False, options=body.get("stream_options"))
+    shown = [] if BOARD.on(COMPLETION_NO_CHOICES) else choices
     return JSONResponse(
-        {
-            "id": f"cmpl-{_hash(json.dumps(body, sort_keys=True)):x}",
-            "object": "completion" if BOARD.on(WRONG_OBJECT) else "text_completion",
-            "created": int(time.time()),
-            "model": model + "-other" if BOARD.on(WRONG_MODEL) else model,
-            "choices": [
-                {"index": c.index, "text": c.text, "finish_reason": c.finish, "logprobs": None}
-                for c in choices
-            ],
-            "usage": usage,
-        }
+        _with_usage(
+            {
+                "id": f"cmpl-{_hash(json.dumps(body, sort_keys=True)):x}",
+                "object": "completion" if BOARD.on(WRONG_OBJECT) else "text_completion",
+                "created": int(time.time()),
+                "model": _shown(model),
+                "choices": [
+                    {
+                        "index": c.index,
+                        "text": c.text,
+                        "finish_reason": c.finish,
+                        "logprobs": None,
+                    }
+                    for c in shown
+                ],
+            },
+            usage,
+        )
     )
 
 
@@ -724,6 +829,8 @@ def _chat_prompt(body: dict[str, Any]) -> str:
 
 
 async def chat(request: Request) -> Response:
+    if BOARD.on(CHAT_500):
+        raise _Refused(500, "internal error", kind="server_error")
     body = await _json_body(request)
     model = _model(body, GENERATIVE, "chat completions")
     prompt = _chat_prompt(body)
@@ -742,24 +849,26 @@ async def chat(request: Request) -> Response:
         return _stream(model, choices, usage, chat=True, options=body.get("stream_options"))
     message_role = "bot" if BOARD.on(CHAT_ROLE) else "assistant"
     return JSONResponse(
-        {
-            "id": f"chatcmpl-{_hash(json.dumps(body, sort_keys=True)):x}",
-            "object": "chat.completion.chunk" if BOARD.on(CHAT_OBJECT) else "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [
-                {
-                    "index": c.index,
-                    "finish_reason": c.finish,
-                    "logprobs": None,
-                    "message": {"role": message_role}
-                    if BOARD.on(CHAT_NO_CONTENT)
-                    else {"role": message_role, "content": c.text},
-                }
-                for c in choices
-            ],
-            "usage": usage,
-        }
+        _with_usage(
+            {
+                "id": f"chatcmpl-{_hash(json.dumps(body, sort_keys=True)):x}",
+                "object": "chat.completion.chunk" if BOARD.on(CHAT_OBJECT) else "chat.completion",
+                "created": int(time.time()),
+                "model": _shown(model),
+                "choices": [
+                    {
+                        "index": c.index,
+                        "finish_reason": "done" if BOARD.on(CHAT_FINISH_BAD) else c.finish,
+                        "logprobs": None,
+                        "message": {"role": message_role}
+                        if BOARD.on(CHAT_NO_CONTENT)
+                        else {"role": message_role, "content": c.text},
+                    }
+                    for c in choices
+                ],
+            },
+            usage,
+        )
     )
 
 
@@ -806,7 +915,7 @@ def _stream(
                     "id": stream_id,
                     "object": obj,
                     "created": int(time.time()),
-                    "model": model,
+                    "model": _shown(model),
                     "choices": [entry],
                 }
             )
@@ -838,15 +947,44 @@ def _stream(
     )
 
 
-def _events(chunks: list[dict[str, Any]]) -> Iterator[str]:
+def _events(chunks: list[dict[str, Any]]) -> Iterator[bytes]:
+    """The stream's bytes, one event a write (or one piece of a split character a write)."""
+    for text in _event_texts(chunks):
+        if BOARD.on(L_CRLF):
+            text = text.replace("\n", "\r\n")
+        data = text.encode()
+        if not BOARD.on(L_UTF8_SPLIT):
+            yield data
+            continue
+        # cut one byte into every multi-byte character and send the halves apart
+        start = 0
+        for at, byte in enumerate(data):
+            if byte >= 0xC0:  # the lead byte of a multi-byte character
+                yield data[start : at + 1]
+                time.sleep(SPLIT_PAUSE_S)
+                start = at + 1
+        yield data[start:]
+
+
+def _event_texts(chunks: list[dict[str, Any]]) -> Iterator[str]:
     separator = "\n" if BOARD.on(S_NO_BLANK) else "\n\n"
     prefix = "" if BOARD.on(S_NO_DATA) else "data: "
+    comments = BOARD.on(L_COMMENTS)
+    # the UTF-8 variation sends characters raw, not as JSON \u escapes
+    ascii_only = not BOARD.on(L_UTF8_SPLIT)
+    if comments:
+        yield ": keep-alive\n\n"
     for chunk in chunks:
-        yield f"{prefix}{json.dumps(chunk)}{separator}"
+        inside = ": ping\n" if comments else ""
+        yield f"{inside}{prefix}{json.dumps(chunk, ensure_ascii=ascii_only)}{separator}"
+        if comments:
+            yield ":\n\n"
     if not BOARD.on(S_NO_DONE):
         yield f"{prefix}[DONE]" + ("\n" if BOARD.on(S_UNTERMINATED) else separator)
     if BOARD.on(S_AFTER_DONE):
         yield f"{prefix}{json.dumps(chunks[-1])}{separator}"
+    if comments:
+        yield ": bye\n"
 
 
 def _embedding(text: str) -> list[float]:

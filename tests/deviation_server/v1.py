@@ -23,6 +23,11 @@ from tests.deviation_server.switches import BOARD, switch
 AREA = "v1"
 BAD = "test_v1_bad_request_is_a_4xx_json_error"
 MEANING = "test_v1_prediction_means_the_task"
+UNKNOWN_ERROR = "test_v1_unknown_model_is_an_error_object"
+UNKNOWN_404 = "test_v1_unknown_model_is_a_404"
+MALFORMED = "test_v1_malformed_json_is_an_error_object"
+ANSWERS = "test_v1_predict_answers_instances_and_inputs"
+PER_INSTANCE = "test_v1_predict_returns_one_prediction_per_instance"
 JSON_TYPES = ("application/json", "")
 
 LIST_NOT_NAMES = switch(
@@ -53,43 +58,43 @@ UNKNOWN_500 = switch(
     "v1-unknown-model-500",
     AREA,
     "an unknown model answers 500",
-    ["test_v1_unknown_model_is_a_404_json_error"],
+    [UNKNOWN_404],
 )
 UNKNOWN_PREDICT_400 = switch(
     "v1-unknown-model-predict-400",
     AREA,
     "predict on an unknown model answers 400",
-    ["test_v1_unknown_model_is_a_404_json_error"],
+    [UNKNOWN_404],
 )
 ERROR_PLAIN_TEXT = switch(
     "v1-error-plain-text",
     AREA,
     "V1 errors are plain text, not JSON",
-    ["test_v1_unknown_model_is_a_404_json_error", BAD],
+    [UNKNOWN_ERROR, MALFORMED, BAD],
 )
 ERROR_NOT_STRING = switch(
     "v1-error-not-a-string",
     AREA,
     'V1 errors are {"message": ...} without "error"',
-    ["test_v1_unknown_model_is_a_404_json_error", BAD],
+    [UNKNOWN_ERROR, MALFORMED, BAD],
 )
 BATCH_IGNORED = switch(
     "v1-batch-ignored",
     AREA,
     "predict answers only the first instance",
-    ["test_v1_predict_returns_one_prediction_per_instance", "test_v1_predict_accepts_inputs"],
+    [PER_INSTANCE],
 )
 INPUTS_REJECTED = switch(
     "v1-inputs-500",
     AREA,
     'the documented {"inputs": [...]} form is a KeyError 500',
-    ["test_v1_predict_accepts_inputs"],
+    [f"{ANSWERS}[*inputs*]"],
 )
 NOT_PREDICTIONS = switch(
     "v1-outputs-not-predictions",
     AREA,
     'predict answers {"outputs"} instead of {"predictions"}',
-    ["test_v1_predict_returns_one_prediction_per_instance"],
+    [PER_INSTANCE],
 )
 CLASS_NEGATIVE = switch(
     "v1-class-id-negative",
@@ -152,7 +157,25 @@ GENERATIVE_500 = switch(
     "v1-generative-model-500",
     AREA,
     "predict on a generative model crashes with 500",
+    ["test_v1_generative_model_predict_is_not_a_5xx"],
+)
+GENERATIVE_PLAIN = switch(
+    "v1-generative-refusal-plain-text",
+    AREA,
+    "predict on a generative model is refused with a plain-text 400",
     ["test_v1_generative_model_predict_is_answered_or_refused"],
+)
+MALFORMED_ACCEPTED = switch(
+    "v1-malformed-json-accepted",
+    AREA,
+    "malformed JSON is answered 200 with empty predictions",
+    [MALFORMED],
+)
+PREDICT_LIST = switch(
+    "v1-predict-answers-a-list",
+    AREA,
+    "predict answers a bare JSON list, not an object",
+    [ANSWERS, PER_INSTANCE],
 )
 
 ENCODER_TASKS = ("text-classification", "token-classification", "fill-mask", "feature-extraction")
@@ -239,10 +262,14 @@ async def predict(request: Request) -> Response:
     try:
         body = json.loads(raw)
     except ValueError as exc:
+        if BOARD.on(MALFORMED_ACCEPTED):
+            return JSONResponse({"predictions": []})
         raise _Refused(
             500 if BOARD.on(MALFORMED_500) else 400, f"Unrecognized request format: {exc}"
         ) from None
     if model.task not in ENCODER_TASKS:
+        if BOARD.on(GENERATIVE_PLAIN):
+            return PlainTextResponse("this model is not served over V1", status_code=400)
         raise _Refused(
             500 if BOARD.on(GENERATIVE_500) else 400,
             f"Model {model.name} does not support the V1 predict method.",
@@ -260,6 +287,8 @@ async def predict(request: Request) -> Response:
     if BOARD.on(BATCH_IGNORED):
         texts = texts[:1]
     predictions = [_predict_one(model.task or "", t) for t in texts]
+    if BOARD.on(PREDICT_LIST):
+        return JSONResponse(predictions)
     key = "outputs" if BOARD.on(NOT_PREDICTIONS) else "predictions"
     return JSONResponse({key: predictions})
 

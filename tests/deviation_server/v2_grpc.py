@@ -9,12 +9,14 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from servegate.protocols import binary_tensor
-from tests.deviation_server import models
+from tests.deviation_server import models, v2_metadata
 from tests.deviation_server.models import InvalidInput, NotFound, Tensor
 from tests.deviation_server.switches import BOARD, switch
 from tests.deviation_server.v2_rest import SERVER_NAME, SERVER_VERSION, UNLOADED
 
 BAD = "test_bad_grpc_request_gets_the_right_status"
+#: the core check of the same cases (BAD is its hardening twin)
+CORE = "test_bad_grpc_request_fails_with_a_non_ok_status"
 
 #: datatype -> typed contents field (FP16 has none: raw only)
 FIELDS = {
@@ -121,35 +123,62 @@ DIFFERS_FROM_REST = switch(
 UNKNOWN_MODEL_INTERNAL = switch(
     "grpc-unknown-model-internal",
     "v2-grpc",
-    "an unknown model gives INTERNAL",
+    "an unknown model gives INTERNAL (a failure status the protocol allows)",
     ["test_grpc_unknown_model_is_not_found", f"{BAD}[unknown-model*]"],
+    passes=["test_grpc_unknown_model_fails", f"{CORE}[unknown-model*]"],
 )
 UNKNOWN_MODEL_INVALID = switch(
     "grpc-unknown-model-invalid",
     "v2-grpc",
-    "an unknown model gives INVALID_ARGUMENT",
+    "an unknown model gives INVALID_ARGUMENT (a failure status the protocol allows)",
     ["test_grpc_unknown_model_is_not_found"],
+    passes=["test_grpc_unknown_model_fails"],
+)
+UNKNOWN_MODEL_OK = switch(
+    "grpc-unknown-model-ok",
+    "v2-grpc",
+    "ModelMetadata of an unknown model answers OK with empty metadata",
+    ["test_grpc_unknown_model_fails", f"{CORE}[unknown-model-metadata*]"],
 )
 INVALID_AS_INTERNAL = switch(
-    "grpc-invalid-as-internal", "v2-grpc", "every refused request gives INTERNAL", [BAD]
+    "grpc-invalid-as-internal",
+    "v2-grpc",
+    "every refused request gives INTERNAL (a failure status the protocol allows)",
+    [BAD],
+    passes=[CORE],
 )
 RAW_SHORT_INTERNAL = switch(
     "grpc-raw-short-internal",
     "v2-grpc",
     "raw contents short of the shape give INTERNAL",
     [f"{BAD}[raw-short-of-shape*]"],
+    passes=[f"{CORE}[raw-short-of-shape*]"],
 )
 MIXED_ACCEPTED = switch(
     "grpc-mixed-contents-accepted",
     "v2-grpc",
     "raw and typed contents together are accepted",
-    [f"{BAD}[raw-and-typed*]"],
+    [f"{BAD}[raw-and-typed*]", f"{CORE}[raw-and-typed*]"],
 )
 WRONG_FIELD_ACCEPTED = switch(
     "grpc-wrong-field-accepted",
     "v2-grpc",
-    "values in another datatype's contents field are accepted",
+    "values in another datatype's contents field are read as the datatype (a coercion)",
     [f"{BAD}[contents-in-wrong-field*]"],
+    passes=[f"{CORE}[contents-in-wrong-field*]"],
+)
+SHAPE_UNCHECKED = switch(
+    "grpc-shape-unchecked",
+    "v2-grpc",
+    "typed contents that do not fill the shape are accepted, the shape taken from them",
+    [f"{CORE}[typed-short-of-shape*]", f"{CORE}[typed-beyond-shape*]"],
+)
+NO_INPUTS_ACCEPTED = switch(
+    "grpc-no-inputs-accepted",
+    "v2-grpc",
+    "a request with no inputs answers OK with no outputs (the protocol does not make it an error)",
+    [f"{BAD}[no-inputs*]"],
+    passes=[f"{CORE}[no-inputs*]"],
 )
 
 
@@ -163,6 +192,8 @@ def _model(name: str, version: str) -> models.Model:
     try:
         return models.find_model(name, version)
     except NotFound as exc:
+        if BOARD.on(UNKNOWN_MODEL_OK):
+            raise _Empty() from None
         if BOARD.on(UNKNOWN_MODEL_INTERNAL):
             raise _Abort(grpc.StatusCode.INTERNAL, "internal error") from None
         if BOARD.on(UNKNOWN_MODEL_INVALID):
@@ -170,10 +201,23 @@ def _model(name: str, version: str) -> models.Model:
         raise _Abort(grpc.StatusCode.NOT_FOUND, str(exc)) from None
 
 
+class _Empty(Exception):
+    """Answer the RPC with an empty message (UNKNOWN_MODEL_OK)."""
+
+
+_EMPTY_RESPONSES = {
+    "ModelMetadata": pb.ModelMetadataResponse,
+    "ModelReady": pb.ModelReadyResponse,
+    "ModelInfer": pb.ModelInferResponse,
+}
+
+
 def _handled(method):
     def wrapped(self: Servicer, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, request, context)
+        except _Empty:
+            return _EMPTY_RESPONSES[method.__name__]()
         except _Abort as exc:
             context.abort(exc.code, str(exc))
         except InvalidInput as exc:
@@ -233,6 +277,8 @@ def _input_tensors(request: pb.ModelInferRequest) -> list[Tensor]:
             data = list(getattr(t.contents, field))
             if BOARD.on(WRONG_FIELD_ACCEPTED) and others:
                 data = list(getattr(t.contents, others[0]))
+            if BOARD.on(SHAPE_UNCHECKED) and models.element_count(shape) != len(data):
+                shape = [len(data)]
             if t.datatype in models.INT_RANGES:
                 lo, hi = models.INT_RANGES[t.datatype]
                 if any(not lo <= v <= hi for v in data):
@@ -281,6 +327,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
     def ModelMetadata(self, request, context):
         model = _model(request.name, request.version)
         ins, outs = model.metadata_tensors()
+        outs = v2_metadata.declared(outs)
         lower = BOARD.on(MODEL_META_BAD_DATATYPE)
 
         def meta(t: dict) -> pb.ModelMetadataResponse.TensorMetadata:
@@ -306,11 +353,17 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
             raise InvalidInput(f"model {model.name!r} is not loaded")
         if request.parameters and BOARD.on(PARAMS_REJECTED):
             raise InvalidInput("request parameters are not supported")
+        if not request.inputs and BOARD.on(NO_INPUTS_ACCEPTED):
+            return pb.ModelInferResponse(model_name=model.name, id=request.id)
         tensors = _input_tensors(request)
         requested = [o.name for o in request.outputs] or None
         if BOARD.on(OUTPUTS_IGNORED):
             requested = None
-        outputs = models.infer(model, tensors, requested)
+        # the metadata-driven switches (v2_metadata.py)
+        raw_request = bool(request.raw_input_contents)
+        if v2_metadata.grpc_filter_ignored(raw_request):
+            requested = None
+        outputs = v2_metadata.grpc_outputs(models.infer(model, tensors, requested))
         if BOARD.on(DIFFERS_FROM_REST):
             for out in outputs:
                 if out.name.endswith(models.SUM_SUFFIX):
@@ -318,7 +371,9 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         response = pb.ModelInferResponse(
             model_name="some-other-model" if BOARD.on(WRONG_MODEL_NAME) else model.name,
             model_version=model.versions[0] if model.versions else "",
-            id="" if BOARD.on(ID_NOT_ECHOED) else request.id,
+            id=""
+            if BOARD.on(ID_NOT_ECHOED) or v2_metadata.grpc_id_dropped(raw_request)
+            else request.id,
         )
         raw = bool(request.raw_input_contents) or any(o.datatype == "FP16" for o in outputs)
         for out in outputs:

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from servegate.protocols import binary_tensor
-from tests.deviation_server import models
+from tests.deviation_server import models, v2_metadata
 from tests.deviation_server.models import InvalidInput, NotFound, Tensor
 from tests.deviation_server.switches import BOARD, switch
 
@@ -21,6 +21,8 @@ SERVER_VERSION = "1.0"
 MAX_BODY = 16 * 1024 * 1024
 
 BAD = "test_bad_rest_request_is_a_4xx_json_error"
+#: the core check of the same cases (BAD is its hardening twin)
+CORE = "test_bad_rest_request_fails_with_an_error_status_and_object"
 
 LIVE_500 = switch(
     "live-500", "v2-rest", "GET /v2/health/live answers 500", ["test_server_live_returns_200"]
@@ -157,88 +159,145 @@ UNKNOWN_MODEL_500 = switch(
     "v2-rest",
     "an unknown model gives 500",
     [
-        "test_unknown_model_metadata_is_a_4xx_json_error",
-        "test_unknown_model_infer_is_a_4xx_json_error",
+        "test_unknown_model_metadata_is_an_error_object",
+        "test_unknown_model_infer_is_an_error_object",
         f"{BAD}[unknown-model*]",
+        f"{CORE}[unknown-model*]",
     ],
 )
 UNKNOWN_MODEL_200 = switch(
     "unknown-model-200",
     "v2-rest",
     "an unknown model's metadata answers 200 {}",
-    ["test_unknown_model_metadata_is_a_4xx_json_error"],
+    ["test_unknown_model_metadata_is_an_error_object"],
 )
 ERROR_PLAIN_TEXT = switch(
     "error-body-plain-text",
     "v2-rest",
     "error bodies are plain text",
-    ["test_unknown_model_infer_is_a_4xx_json_error", BAD],
+    ["test_unknown_model_infer_is_an_error_object", BAD, CORE],
 )
 ERROR_DETAIL = switch(
     "error-body-detail",
     "v2-rest",
     'schema errors answer 422 {"detail": [...]}',
-    [f"{BAD}[malformed-json*]", f"{BAD}[missing-inputs*]"],
+    [
+        f"{BAD}[malformed-json*]",
+        f"{BAD}[missing-inputs*]",
+        f"{CORE}[malformed-json*]",
+        f"{CORE}[missing-inputs*]",
+    ],
 )
 ERROR_NOT_STRING = switch(
-    "error-not-a-string", "v2-rest", 'error bodies are {"error": {"message": ...}}', [BAD]
+    "error-not-a-string", "v2-rest", 'error bodies are {"error": {"message": ...}}', [BAD, CORE]
 )
 SHAPE_MISMATCH_500 = switch(
     "shape-mismatch-500",
     "v2-bad-input",
     "data that does not fill the shape gives 500",
-    [f"{BAD}[data-short-of-shape*]", f"{BAD}[data-beyond-shape*]"],
+    [
+        f"{BAD}[data-short-of-shape*]",
+        f"{BAD}[data-beyond-shape*]",
+        f"{CORE}[data-short-of-shape*]",
+        f"{CORE}[data-beyond-shape*]",
+    ],
 )
 WRONG_TYPE_ACCEPTED = switch(
     "wrong-type-accepted",
     "v2-bad-input",
-    "strings in numeric tensors are accepted (200)",
-    [f"{BAD}[string-in-fp32*]", f"{BAD}[string-in-int64*]"],
+    "strings in numeric tensors are accepted (200) and read as 0",
+    [
+        f"{BAD}[string-in-fp32*]",
+        f"{BAD}[string-in-int64*]",
+        f"{CORE}[string-in-fp32*]",
+        f"{CORE}[string-in-int64*]",
+    ],
 )
 RANGE_UNCHECKED = switch(
     "range-unchecked",
     "v2-bad-input",
-    "integers outside the datatype's range are wrapped",
+    "integers outside the datatype's range are wrapped (a coercion the protocol allows)",
     [f"{BAD}[uint8-overflow*]", f"{BAD}[int8-underflow*]"],
+    passes=[f"{CORE}[uint8-overflow*]", f"{CORE}[int8-underflow*]"],
+)
+VALUE_COERCION = switch(
+    "value-coercion",
+    "v2-bad-input",
+    "element values of another type are coerced and answered 200: numeric strings to numbers, "
+    "'true'/'false' to booleans, floats truncated to integers, numbers to BYTES strings, "
+    "integers wrapped into range",
+    [
+        f"{BAD}[string-in-int64*]",
+        f"{BAD}[float-in-int32*]",
+        f"{BAD}[string-in-bool*]",
+        f"{BAD}[number-in-bytes*]",
+    ],
+    passes=[
+        f"{CORE}[string-in-int64*]",
+        f"{CORE}[float-in-int32*]",
+        f"{CORE}[string-in-bool*]",
+        f"{CORE}[number-in-bytes*]",
+        f"{CORE}[uint8-overflow*]",
+        f"{CORE}[int8-underflow*]",
+        f"{CORE}[negative-uint32*]",
+        f"{CORE}[string-in-fp32*]",
+        f"{CORE}[null-in-int32*]",
+    ],
+)
+BAD_INPUT_500_JSON = switch(
+    "bad-input-500-json",
+    "v2-bad-input",
+    'refused requests answer 500 with the error object {"error": ...} (an error status the '
+    "protocol allows)",
+    [BAD],
+    passes=[
+        CORE,
+        "test_unknown_model_metadata_is_an_error_object",
+        "test_unknown_model_infer_is_an_error_object",
+    ],
 )
 NEGATIVE_DIM_ACCEPTED = switch(
     "negative-dim-accepted",
     "v2-bad-input",
     "negative dimensions are accepted",
-    [f"{BAD}[negative-dimension*]"],
+    [f"{BAD}[negative-dimension*]", f"{CORE}[negative-dimension*]"],
 )
 UNKNOWN_DATATYPE_500 = switch(
     "unknown-datatype-500",
     "v2-bad-input",
     "an unknown datatype gives 500",
-    [f"{BAD}[unknown-datatype*]"],
+    [f"{BAD}[unknown-datatype*]", f"{CORE}[unknown-datatype*]"],
 )
 DEEP_NESTING_500 = switch(
     "deep-nesting-500",
     "v2-bad-input",
     "very deep JSON nesting gives 500",
-    [f"{BAD}[deep-nesting*]"],
+    [f"{BAD}[deep-nesting*]", f"{CORE}[deep-nesting*]"],
 )
 NON_UTF8_500 = switch(
-    "non-utf8-500", "v2-bad-input", "a body that is not UTF-8 gives 500", [f"{BAD}[non-utf8*]"]
+    "non-utf8-500",
+    "v2-bad-input",
+    "a body that is not UTF-8 gives 500",
+    [f"{BAD}[non-utf8*]", f"{CORE}[non-utf8*]"],
 )
 NO_BODY_LIMIT = switch(
     "no-body-limit-500",
     "v2-bad-input",
     "a body over the limit gives 500",
-    [f"{BAD}[body-over-limit*]"],
+    [f"{BAD}[body-over-limit*]", f"{CORE}[body-over-limit*]"],
 )
 EMPTY_INPUTS_ACCEPTED = switch(
     "empty-inputs-accepted",
     "v2-bad-input",
-    "a request with no inputs answers 200",
+    "a request with no inputs answers 200 (the protocol does not make it an error)",
     [f"{BAD}[empty-inputs*]"],
+    passes=[f"{CORE}[empty-inputs*]"],
 )
 CONTENT_TYPE_IGNORED_500 = switch(
     "wrong-content-type-500",
     "v2-bad-input",
     "a non-JSON content type gives 500",
-    [f"{BAD}[wrong-content-type*]"],
+    [f"{BAD}[wrong-content-type*]", f"{CORE}[wrong-content-type*]"],
 )
 BAD_INPUT_UNREADY = switch(
     "bad-input-breaks-readiness",
@@ -286,6 +345,8 @@ _unready_once: list[bool] = [False]
 
 def _error(status: int, message: str) -> Response:
     _unready_once[0] = BOARD.on(BAD_INPUT_UNREADY)
+    if BOARD.on(BAD_INPUT_500_JSON) and 400 <= status < 500:
+        status = 500
     if BOARD.on(ERROR_PLAIN_TEXT):
         return PlainTextResponse(message, status_code=status)
     if BOARD.on(ERROR_NOT_STRING):
@@ -363,6 +424,7 @@ async def model_metadata(request: Request) -> Response:
         return JSONResponse({})
     model = _model(request)
     ins, outs = model.metadata_tensors()
+    outs = v2_metadata.declared(outs)
     if BOARD.on(MODEL_META_BAD_DATATYPE):
         ins = [{**t, "datatype": t["datatype"].lower()} for t in ins]
     body: dict[str, Any] = {
@@ -388,6 +450,8 @@ async def model_ready(request: Request) -> Response:
         return _error(404, "not ready")
     if model.name in UNLOADED and not BOARD.on(UNLOADED_READY):
         return _error(400, f"model {model.name!r} is not loaded")
+    if v2_metadata.owes_unready(model.name):
+        return JSONResponse({"name": model.name, "ready": False}, status_code=503)
     return JSONResponse({"name": model.name, "ready": True})
 
 
@@ -478,6 +542,8 @@ def _tensor(raw: Any, big_endian_binary: bool) -> Tensor:
         flat = [v.encode() if isinstance(v, str) else v for v in flat]
     elif BOARD.on(WRONG_TYPE_ACCEPTED) and datatype in ("FP32", "INT64"):
         flat = [0 if isinstance(v, str) else v for v in flat]
+    if BOARD.on(VALUE_COERCION):
+        flat = [_coerce(datatype, v) for v in flat]
     if BOARD.on(RANGE_UNCHECKED) and datatype in ("UINT8", "INT8"):
         flat = [
             v % 256 if datatype == "UINT8" else ((v + 128) % 256) - 128 if isinstance(v, int) else v
@@ -487,6 +553,27 @@ def _tensor(raw: Any, big_endian_binary: bool) -> Tensor:
     if count != len(flat) and count >= 0 and BOARD.on(SHAPE_MISMATCH_500):
         raise _Fail(500, "cannot reshape")
     return Tensor(name, datatype, shape, flat, params)
+
+
+def _coerce(datatype: str, value: Any) -> Any:
+    """What a lenient server makes of an element of another type (VALUE_COERCION); a value
+    with no reading of the datatype is left for validation to refuse."""
+    if datatype == "BYTES" and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value).encode()
+    if datatype == "BOOL" and value in ("true", "false"):
+        return value == "true"
+    if datatype in models.INT_RANGES and not isinstance(value, bool):
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                return value
+        if isinstance(value, float) and math.isfinite(value):
+            value = int(value)
+        if isinstance(value, int):
+            lo, hi = models.INT_RANGES[datatype]
+            value = (value - lo) % (hi - lo + 1) + lo
+    return value
 
 
 def _flatten(data: Any) -> list[Any]:
@@ -556,6 +643,15 @@ async def infer(request: Request) -> Response:
     ):
         raise InvalidInput("nested data is not supported")
     tensors = [_tensor(t, BOARD.on(BINARY_INPUT_BIG_ENDIAN)) for t in raw_inputs]
+    # the metadata-driven switches (v2_metadata.py)
+    binary_request = header_length is not None
+    strayed = v2_metadata.stray_from_metadata(model, tensors)
+    if strayed is not None:
+        status, content = strayed
+        if isinstance(content, str):
+            return PlainTextResponse(content, status_code=status)
+        return JSONResponse(content, status_code=status)
+    tensors = v2_metadata.pad_short(tensors)
 
     requested = payload.get("outputs")
     binary_all = bool((params or {}).get("binary_data_output")) and not BOARD.on(
@@ -575,7 +671,10 @@ async def infer(request: Request) -> Response:
             if oparams.get("binary_data") and not BOARD.on(BINARY_PER_OUTPUT_IGNORED):
                 binary_names.add(out["name"])
         names = None if BOARD.on(OUTPUTS_IGNORED) else [o["name"] for o in requested]
+    if v2_metadata.filter_ignored(binary_request):
+        names = None
     outputs = models.infer(model, tensors, names)
+    outputs = v2_metadata.rest_outputs(outputs, names is not None, binary_request)
 
     response: dict[str, Any] = {
         "model_name": model.name,
@@ -589,6 +688,8 @@ async def infer(request: Request) -> Response:
         del response["model_name"]
     if request_id is not None and not BOARD.on(ID_NOT_ECHOED):
         response["id"] = request_id + "-x" if BOARD.on(ID_ALTERED) else request_id
+    if v2_metadata.id_dropped(binary_request):
+        response.pop("id", None)
     parts: list[bytes] = []
     out_json = []
     for out in outputs:
@@ -598,7 +699,9 @@ async def infer(request: Request) -> Response:
             if out.datatype == "BYTES" and BOARD.on(BINARY_BYTES_NO_PREFIX):
                 raw = b"".join(out.data)
             else:
-                raw = binary_tensor.encode_tensor(out.datatype, out.data)
+                raw = binary_tensor.encode_tensor(
+                    out.datatype, v2_metadata.binary_value(out.datatype, out.data)
+                )
             oparams["binary_data_size"] = len(raw)
             parts.append(raw)
         else:
@@ -645,3 +748,4 @@ def reset() -> None:
     """Forget unloaded models and owed not-ready answers (called when switches are set)."""
     UNLOADED.clear()
     _unready_once[0] = False
+    v2_metadata.reset()
