@@ -81,7 +81,7 @@ def test_uninstalled_packages_are_part_of_the_env_key(tmp_path: Path) -> None:
     assert env_dir(tmp_path, "vllm", req, uninstall=()) == plain
     assert env_dir(tmp_path, "vllm", req, uninstall=("torchvision",)) != plain
     assert env_dir(tmp_path, "vllm", req, uninstall=vl.PIP_UNINSTALL) != env_dir(
-        tmp_path, "vllm", req, ("torchvision",)
+        tmp_path, "vllm", req, uninstall=("torchvision",)
     )
 
 
