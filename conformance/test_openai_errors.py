@@ -17,6 +17,7 @@ from servegate.checks import expect, expect_model, expect_status
 from servegate.protocols.http import Reply
 from servegate.protocols.openai import OpenAIClient, OpenAIError
 from servegate.targets import ModelInfo, Target
+from servegate.unsupported import unsupported
 
 GENERATIVE = ("text-generation", "text2text-generation")
 ENCODER = ("text-classification", "token-classification", "fill-mask", "feature-extraction")
@@ -132,7 +133,9 @@ def _model_of(target: Target, tasks: tuple[str, ...], kind: str) -> ModelInfo:
         models = target.models_for_task(task)
         if models:
             return models[0]
-    pytest.skip(f"unsupported: {target.name} serves no {kind} model ({', '.join(tasks)})")
+    unsupported(
+        target, [f"task-{t}" for t in tasks], f"serves no {kind} model ({', '.join(tasks)})"
+    )
 
 
 def _fill(value: Any, target: Target) -> Any:

@@ -36,7 +36,6 @@ import pytest
 from tritonclient.grpc import service_pb2 as pb
 
 from servegate.checks import expect, expect_model
-from servegate.features import UNSUPPORTED_PREFIX
 from servegate.protocols.http import NotJSON, Reply
 from servegate.protocols.v2_grpc import (
     GrpcReply,
@@ -49,6 +48,7 @@ from servegate.protocols.v2_models import ErrorResponse, InferenceResponse, flat
 from servegate.protocols.v2_rest import V2RestClient
 from servegate.targets import ModelInfo, Target
 from servegate.tasks import numeric_echo
+from servegate.unsupported import unsupported
 
 UNKNOWN = "servegate-no-such-model"
 UNKNOWN_VERSION = "servegate-no-such-version"
@@ -319,7 +319,7 @@ def probe_model(target: Target) -> ModelInfo:
     if model is None and target.models:
         model = target.models[sorted(target.models)[0]]
     if model is None:
-        pytest.skip(f"{UNSUPPORTED_PREFIX} {target.name} serves no model")
+        unsupported(target, [], "serves no model")
     return model
 
 

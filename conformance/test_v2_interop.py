@@ -19,10 +19,10 @@ import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
 from servegate.checks import RuleViolation, expect
-from servegate.features import UNSUPPORTED_PREFIX
 from servegate.protocols.exchange import Exchange
 from servegate.protocols.v2_grpc import call_metadata, tls_settings, uses_tls
 from servegate.targets import ModelInfo, Target
+from servegate.unsupported import unsupported
 
 FP32 = np.array([[0.5, -1.5], [2.0, 3.25]], dtype=np.float32)
 WORDS = np.array([b"hello", b"caf\xc3\xa9"], dtype=np.object_)
@@ -181,7 +181,7 @@ def test_tritonclient_grpc_round_trip(target: Target, numeric: ModelInfo) -> Non
     typed contents) checks liveness and readiness and completes an inference whose outputs
     equal its inputs."""
     if not target.grpc_address:
-        pytest.skip(f"{UNSUPPORTED_PREFIX} {target.name} has no gRPC address (--grpc-target)")
+        unsupported(target, "v2-grpc", "has no gRPC address (--grpc-target)")
     client = _grpc_client(target)
     try:
         _round_trip(

@@ -25,7 +25,6 @@ import pytest
 from servegate.checks import RuleViolation
 from servegate.entry.pytest_plugin import effective_features
 from servegate.errors import Unreachable
-from servegate.features import UNSUPPORTED_PREFIX
 from servegate.protocols import binary_tensor, v2_synth
 from servegate.protocols.http import Reply
 from servegate.protocols.v2_grpc import GrpcReply, V2GrpcClient
@@ -33,6 +32,7 @@ from servegate.protocols.v2_models import InferenceResponse
 from servegate.protocols.v2_rest import V2RestClient
 from servegate.protocols.v2_synth import ModelSpec, Tensor, Unusable
 from servegate.targets import Target
+from servegate.unsupported import unsupported
 
 REQUEST_ID = "servegate-metadata-42"
 
@@ -75,10 +75,7 @@ class Ledger:
             raise RuleViolation(self.rule, problem, evidence)
         if not self.checked:
             why = "; ".join(self.left_out) or "it serves no model"
-            pytest.skip(
-                f"{UNSUPPORTED_PREFIX} {target.name}: no model's metadata gives a request to "
-                f"check ({why})"
-            )
+            unsupported(target, (), f"no model's metadata gives a request to check ({why})")
 
 
 def _has(request: pytest.FixtureRequest, target: Target, feature: str) -> bool:

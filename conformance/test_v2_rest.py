@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 
 from servegate.checks import expect, expect_model, expect_status
-from servegate.features import UNSUPPORTED_PREFIX
 from servegate.protocols.http import NotJSON, Reply
 from servegate.protocols.v2_models import (
     DATATYPES,
@@ -23,6 +22,7 @@ from servegate.protocols.v2_models import (
 from servegate.protocols.v2_rest import V2RestClient
 from servegate.targets import ModelInfo, Target
 from servegate.tasks import numeric_echo
+from servegate.unsupported import unsupported
 
 UNKNOWN_MODEL = "servegate-no-such-model"
 
@@ -147,7 +147,7 @@ def _versioned(target: Target, v2: V2RestClient) -> tuple[str, str]:
             versions = reply.json().get("versions") or []
             if versions:
                 return model, str(versions[0])
-    pytest.skip(f"{UNSUPPORTED_PREFIX} {target.name}: no model metadata lists a version")
+    unsupported(target, "v2-model-versions", "no model metadata lists a version")
 
 
 @pytest.mark.features("v2-rest", "v2-model-versions")
@@ -181,7 +181,7 @@ def test_versioned_model_infers(target: Target, v2: V2RestClient, numeric: Model
     reply = v2.model_metadata(numeric.name)
     versions = (reply.json().get("versions") or []) if reply.status == 200 else []
     if not versions:
-        pytest.skip(f"{UNSUPPORTED_PREFIX} {target.name}: {numeric.name} lists no version")
+        unsupported(target, "v2-model-versions", f"{numeric.name} lists no version")
     response = v2.infer(numeric.name, _request(), version=str(versions[0]))
     expect_status(response, 200, rule)
     expect_model(InferenceResponse, response.json(), rule, response)

@@ -15,13 +15,14 @@ import pytest
 
 from servegate.checks import expect, expect_model, expect_status
 from servegate.discovery import task_from_name
-from servegate.features import TASKS, UNSUPPORTED_PREFIX
+from servegate.features import TASKS
 from servegate.fixtures.payloads import list_payloads, load_payload
 from servegate.protocols.v2_grpc import V2GrpcClient, build_request, output_values
 from servegate.protocols.v2_models import InferenceResponse, flatten, tensor_problems
 from servegate.protocols.v2_rest import V2RestClient
 from servegate.targets import ModelInfo, Target
 from servegate.tasks import hf_v2_input0, hf_v2_kwargs, semantics
+from servegate.unsupported import unsupported
 
 MLSERVER_EXAMPLES = [n for n in list_payloads() if n.startswith("v2_mlserver_")]
 KSERVE_EXAMPLES = [n for n in list_payloads() if n.startswith("v2_kserve_")]
@@ -145,7 +146,7 @@ def _example_model(target: Target, name: str) -> tuple[str, ModelInfo]:
     task = task_from_name(name.split("_", 2)[2])
     models = target.models_for_task(task) if task else []
     if not models:
-        pytest.skip(f"{UNSUPPORTED_PREFIX} {target.name} serves no model for {name}")
+        unsupported(target, f"task-{task}" if task else [], f"serves no model for {name}")
     return task or "", models[0]
 
 

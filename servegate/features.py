@@ -82,14 +82,6 @@ def unknown_features(names: list[str] | set[str] | frozenset[str]) -> list[str]:
     return sorted(n for n in names if n not in FEATURES)
 
 
-#: the reason prefix by which the report tells "unsupported" from an ordinary skip
-UNSUPPORTED_PREFIX = "unsupported:"
-
-
-def unsupported_reason(target_name: str, missing: list[str]) -> str:
-    return f"{UNSUPPORTED_PREFIX} {target_name} lacks feature(s) {', '.join(missing)}"
-
-
 #: the feature a check of a task-parametrised test implies (its model must serve the task)
 TASK_FEATURES = frozenset(f"task-{t}" for t in TASKS)
 

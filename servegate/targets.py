@@ -35,8 +35,39 @@ class ModelInfo:
     labels: tuple[str, ...] = ()
     hidden_size: int | None = None
     mask_token: str | None = None
-    #: how the task was learnt: "declared" (--model or the launcher) or "name" (model name)
+    #: how the task was learnt: "declared" (--model or the launcher), "metadata" (the model's
+    #: own metadata), "name" (model name)
     task_source: str = "declared"
+    #: the HuggingFace V2 encodings (hf-v2-kwargs, hf-v2-input0) discovery found this model to
+    #: speak, from its metadata or a probe; empty when unknown
+    encodings: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One exchange a discovery decision rests on: the request line, the status (None when no
+    response arrived) and a short excerpt of the body."""
+
+    request: str
+    status: int | str | None
+    excerpt: str = ""
+
+    def line(self) -> str:
+        seen = "no response" if self.status is None else str(self.status)
+        return f"{self.request} -> {seen}" + (f" {self.excerpt}" if self.excerpt else "")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Why discovery holds a feature supported or not: how it was found, and the exchanges."""
+
+    feature: str
+    supported: bool
+    #: one sentence: what was asked and what settled it
+    how: str
+    evidence: tuple[Evidence, ...] = ()
+    #: supported, but a probe was answered with a 5xx (or no answer): its checks run and fail
+    broken: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,6 +88,12 @@ class Target:
     #: features the target supports: declared by its launcher or the user, then discovered
     features: frozenset[str] = frozenset()
     connection: Connection = field(default_factory=Connection)
+    #: every discovery decision, one per feature, in the order made
+    discovery: tuple[Decision, ...] = ()
+
+    def decision(self, feature: str) -> Decision | None:
+        """The discovery decision about ``feature``, if discovery made one."""
+        return next((d for d in self.discovery if d.feature == feature), None)
 
     def with_models(self, models: Mapping[str, ModelInfo]) -> Target:
         return replace(self, models=dict(models))
@@ -91,12 +128,14 @@ def parse_grpc_address(address: str) -> str:
     return address.strip()
 
 
-def parse_model_tasks(values: list[str]) -> dict[str, str]:
-    """Parse ``--model NAME=TASK`` options into a mapping."""
-    out: dict[str, str] = {}
+def parse_model_tasks(values: list[str]) -> dict[str, str | None]:
+    """Parse ``--model NAME[=TASK]`` options into a mapping (task None: learn it by discovery)."""
+    out: dict[str, str | None] = {}
     for value in values:
-        name, sep, task = value.partition("=")
-        if not sep or not name or not task:
-            raise BadTarget(f"--model {value!r}: expected NAME=TASK, e.g. my-bert=fill-mask")
-        out[name] = task
+        name, sep, task = value.strip().partition("=")
+        if not name or (sep and not task):
+            raise BadTarget(
+                f"--model {value!r}: expected NAME or NAME=TASK, e.g. my-bert=fill-mask"
+            )
+        out[name] = task or None
     return out

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from servegate.errors import ServegateError
+from servegate.exit_codes import SERVER_START_FAILED
 from servegate.fixtures.catalog import TASKS, FixtureModel, FixtureSet
 from servegate.reference_servers.base import ServerSpec
 from servegate.reference_servers.containers import (
@@ -211,7 +212,7 @@ def test_plugin_without_an_engine_fails_with_one_clear_line(pytester, monkeypatc
         f"--reports-dir={pytester.path / 'reports'}",
     )  # fmt: skip
     out = result.stdout.str() + result.stderr.str()
-    assert result.ret == 3
+    assert result.ret == SERVER_START_FAILED
     assert "backend testcontainers needs a Docker engine" in out
     assert "servegate doctor" in out
     assert "Traceback" not in out

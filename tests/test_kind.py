@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from servegate.errors import ServegateError
+from servegate.exit_codes import SERVER_START_FAILED
 from servegate.fixtures.catalog import FixtureSet
 from servegate.reference_servers.base import ServerSpec
 from servegate.reference_servers.containers import stage_repository
@@ -250,7 +251,7 @@ def test_plugin_with_kind_backend_and_no_tools_fails_with_one_clear_line(pyteste
         f"--state-dir={pytester.path / 'state'}", f"--reports-dir={pytester.path / 'reports'}",
     )  # fmt: skip
     out = result.stdout.str() + result.stderr.str()
-    assert result.ret == 3
+    assert result.ret == SERVER_START_FAILED
     assert "backend kind needs kind, kubectl and a Docker engine" in out
     assert "Traceback" not in out
 

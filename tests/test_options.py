@@ -35,6 +35,14 @@ def test_defaults_start_both_reference_servers():
     assert options.servers == ("mlserver", "kserve")
 
 
+def test_all_starts_every_reference_implementation():
+    from servegate.reference_servers.registry import RUNTIMES
+
+    options = opts(servers="all")
+    assert options.servers == tuple(RUNTIMES)
+    assert {"mlserver", "kserve", "triton"} <= set(options.servers)
+
+
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
@@ -44,9 +52,9 @@ def test_defaults_start_both_reference_servers():
         ({"target": "http://host:8080/?x=1"}, "no query"),
         ({"target": "http://h:1", "grpc_target": "h"}, "expected host:port"),
         ({"grpc_target": "h:1"}, "--grpc-target needs --target"),
-        ({"target": "http://h:1", "models": ["nomodel"]}, "expected NAME=TASK"),
+        ({"target": "http://h:1", "models": ["m="]}, "expected NAME or NAME=TASK"),
         ({"target": "http://h:1", "models": ["m=summarize-poems"]}, "unknown task"),
-        ({"servers": "mlserver,triton"}, "unknown server(s) triton"),
+        ({"servers": "mlserver,torchserve"}, "unknown server(s) torchserve"),
         ({"servers": ""}, "(none given)"),
         ({"headers": ["Authorization"]}, "expected 'Name: value'"),
         ({"request_timeout": 0}, "positive number"),

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from servegate.exit_codes import TARGET_UNREACHABLE, TARGET_UNUSABLE
+
 CONFORMANCE = Path(__file__).resolve().parent.parent / "conformance"
 
 
@@ -44,10 +46,16 @@ def test_suite_against_a_target_reports_per_check(pytester, tiny_server):
 
 def test_unreachable_target_is_one_clear_line(pytester):
     result = run_suite(pytester, "--target=http://127.0.0.1:9")
-    assert result.ret == 3
+    assert result.ret == TARGET_UNREACHABLE
     out = result.stdout.str() + result.stderr.str()
     assert "target http://127.0.0.1:9 does not answer" in out
     assert "Traceback" not in out
+    # the report is still written, with the reason, so that the gate can say why
+    report = json.loads((pytester.path / "reports" / "conformance-127.0.0.1-9.json").read_text())
+    assert report["result"] == "failure"
+    assert report["error"]["kind"] == "unreachable"
+    assert report["error"]["exit_code"] == TARGET_UNREACHABLE
+    assert "does not answer" in report["error"]["message"]
 
 
 def test_malformed_target_is_a_usage_error(pytester):
@@ -61,7 +69,9 @@ def test_declared_model_that_is_not_served_is_named(pytester, tiny_server):
     result = run_suite(
         pytester, f"--target={tiny_server.target.http_url}", "--model=bert-large=fill-mask"
     )
-    assert result.ret == 3
+    assert result.ret == TARGET_UNUSABLE
     out = result.stdout.str()
-    assert "the target serves no model 'bert-large'" in out
+    assert "--model bert-large: the target does not serve it" in out
     assert "tiny-text-classification" in out
+    # what was asked, and what came back
+    assert "/v2/models/bert-large/ready -> 200" in out

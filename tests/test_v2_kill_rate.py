@@ -68,7 +68,6 @@ def _run(pytester: pytest.Pytester, server: tuple[str, str], *args: str) -> pyte
         "-q",
         f"--target={url}",
         f"--grpc-target={grpc_address}",
-        "--features=hf-v2-kwargs,hf-v2-input0",
         f"--deviations={empty}",
         # the hardening checks run too: each has a switch that must make it fail
         "--profile=hardening",

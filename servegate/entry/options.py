@@ -26,7 +26,8 @@ class RunOptions:
     """Everything the suite needs to know about where to point, from options."""
 
     target: Target | None = None
-    model_tasks: dict[str, str] = field(default_factory=dict)
+    #: --model NAME[=TASK]: models to probe directly (task None: learnt by discovery)
+    model_tasks: dict[str, str | None] = field(default_factory=dict)
     servers: tuple[str, ...] = ("mlserver", "kserve")
     backend: str = "local"
     device: str = "cpu"
@@ -84,7 +85,7 @@ def build_run_options(
     """Validate raw option values; BadTarget with the option named when one is wrong."""
     model_tasks = parse_model_tasks(models)
     for name, task in model_tasks.items():
-        if task not in TASKS and task not in EXTRA_TASKS:
+        if task is not None and task not in TASKS and task not in EXTRA_TASKS:
             raise BadTarget(
                 f"--model {name}={task}: unknown task; known: {', '.join(TASKS + EXTRA_TASKS)}"
             )
@@ -124,6 +125,9 @@ def build_run_options(
         if grpc_target:
             raise BadTarget("--grpc-target needs --target (the HTTP base URL of the same server)")
         names = tuple(s.strip() for s in servers.split(",") if s.strip())
+        if names == ("all",):
+            # every reference implementation side by side: one matrix page
+            names = tuple(RUNTIMES)
         unknown = [s for s in names if s not in RUNTIMES]
         if unknown or not names:
             raise BadTarget(

@@ -17,16 +17,18 @@ from servegate.deviations import NOT_APPLICABLE, Deviation, Verdict, judge, load
 from servegate.discovery import discover
 from servegate.entry.options import RunOptions, build_run_options, parse_headers
 from servegate.errors import ServegateError
-from servegate.features import UNSUPPORTED_PREFIX, unsupported_reason
+from servegate.exit_codes import SERVER_START_FAILED, TARGET_UNREACHABLE, exit_code_for
 from servegate.protocols.openai import OpenAIClient
 from servegate.protocols.v1 import V1Client
 from servegate.protocols.v2_grpc import V2GrpcClient
 from servegate.protocols.v2_rest import V2RestClient
+from servegate.reference_servers.registry import RUNTIMES
 from servegate.redaction import redact_text, secrets_from
 from servegate.report.conformance import TargetRun, check_id, make_case, write_reports
 from servegate.report.gate import gate_profiles
-from servegate.report.schema import Case
+from servegate.report.schema import Case, TargetError
 from servegate.targets import ModelInfo, Target
+from servegate.unsupported import unsupported
 
 STATE = pytest.StashKey["SuiteState"]()
 DEFAULT_DEVIATIONS = Path(__file__).resolve().parents[2] / "conformance" / "deviations"
@@ -51,9 +53,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--model",
         action="append",
         default=[],
-        metavar="NAME=TASK",
-        help="declare the HuggingFace task of a served model (repeatable); models "
-        "are discovered, and a name ending in -TASK implies that task",
+        metavar="NAME[=TASK]",
+        help="a served model to test, asked about directly (repeatable), with its "
+        "HuggingFace task if known; models are also discovered (repository index, model "
+        "lists), and a task comes from the model's metadata or a name ending in -TASK",
     )
     group.addoption(
         "--openai-base",
@@ -93,7 +96,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--servers",
         default="mlserver,kserve",
         metavar="LIST",
-        help="reference servers to start without --target (default mlserver,kserve)",
+        help="reference servers to start without --target: a list of "
+        f"{', '.join(RUNTIMES)}, or all (default mlserver,kserve)",
     )
     group.addoption(
         "--backend",
@@ -142,8 +146,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--profile",
         default=None,
         metavar="LIST",
-        help="profiles the target must conform to (oip-rest, oip-grpc, kserve-v1, openai): "
-        "their core features count as supported, and the run fails unless each succeeds",
+        help="profiles the target must conform to (oip-rest, oip-grpc, kserve-v1, openai, "
+        "hardening): their core features count as supported, and the run fails unless each "
+        "succeeds; hardening checks run only when the hardening profile (or feature) is asked",
     )
     group.addoption(
         "--image",
@@ -224,6 +229,8 @@ class SuiteState:
         self.deviations = deviations
         self.targets: dict[str, Target] = {}
         self.results: list[tuple[str, Case]] = []
+        #: targets that could not be tested, and why (the report still says so)
+        self.errors: dict[str, TargetError] = {}
         self.secrets: tuple[str, ...] = ()
         self.started = time.time()
 
@@ -253,6 +260,7 @@ class SuiteState:
             self.say(
                 f"target {target.http_url}: {target.implementation}; models: {served or 'none'}"
             )
+            self._say_broken(target)
             return target, None
         from servegate.reference_servers.manager import start_reference
 
@@ -268,11 +276,20 @@ class SuiteState:
         )
         self.say(f"{slot} ready in {time.monotonic() - started:.1f} s")
         try:
-            target = discover(server.target)
+            target = discover(server.target, opts.model_tasks)
         except BaseException:
             server.stop()
             raise
+        self._say_broken(target)
         return target, server
+
+    def _say_broken(self, target: Target) -> None:
+        """Name the features found present but broken (a probe got a 5xx): their checks run
+        and fail, which a reader of the log should not have to guess."""
+        for decision in target.discovery:
+            if decision.broken:
+                seen = decision.evidence[0].line() if decision.evidence else ""
+                self.say(f"{decision.feature}: present but broken ({seen[:160]})")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -289,7 +306,13 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     try:
         resolved, server = state.open_target(slot)
     except ServegateError as exc:
-        pytest.exit(f"servegate: {exc}", returncode=3)
+        starting = state.options.target is None
+        code = exit_code_for(exc, starting_server=starting)
+        kind = {TARGET_UNREACHABLE: "unreachable", SERVER_START_FAILED: "server-start"}.get(
+            code, "unusable"
+        )
+        state.errors[slot] = TargetError(kind=kind, message=str(exc), exit_code=code)
+        pytest.exit(f"servegate: {exc}", returncode=code)
     state.targets[slot] = resolved
     try:
         yield resolved
@@ -322,16 +345,42 @@ def _servegate_features(request: pytest.FixtureRequest) -> None:
     target: Target = request.getfixturevalue("target")
     have = effective_features(request.config, target)
     missing = [f for f in needed if f not in have]
+    if HARDENING in missing:
+        # good practice beyond the specs is checked on request only: not a claim about the
+        # target, so an ordinary skip, not "unsupported"
+        pytest.skip(f"not requested (--profile {HARDENING})")
     if missing:
-        pytest.skip(unsupported_reason(target.name, missing))
+        unsupported(target, missing)
+
+
+#: the feature of checks of good practice beyond the specs (see features.py)
+HARDENING = "hardening"
+#: the HuggingFace V2 encodings a model may speak (ModelInfo.encodings)
+ENCODINGS = ("hf-v2-kwargs", "hf-v2-input0")
 
 
 @pytest.fixture
-def task_model(target: Target, task: str) -> ModelInfo:
-    """The target's model for the test's ``task``; unsupported when it serves none."""
+def task_model(request: pytest.FixtureRequest, target: Target, task: str) -> ModelInfo:
+    """The target's model for the test's ``task`` (one that speaks the HuggingFace V2 encoding
+    the check needs, where discovery knows a model's encoding); unsupported when none."""
     models = target.models_for_task(task)
     if not models:
-        pytest.skip(f"{UNSUPPORTED_PREFIX} {target.name} serves no {task} model")
+        unsupported(target, f"task-{task}", f"serves no {task} model")
+    needed = [e for e in ENCODINGS if e in required_features(request.node)]
+    for encoding in needed:
+        speaking = [m for m in models if encoding in m.encodings]
+        # a model whose encoding discovery could not tell may still speak it (declared with
+        # --features): it is tried rather than called unsupported
+        unknown = [m for m in models if not m.encodings]
+        if not speaking and not unknown:
+            unsupported(
+                target,
+                encoding,
+                f"no {task} model speaks {encoding} (models: "
+                + ", ".join(f"{m.name} speaks {', '.join(sorted(m.encodings))}" for m in models)
+                + ")",
+            )
+        models = speaking or unknown
     return models[0]
 
 
@@ -345,7 +394,7 @@ def v2(target: Target) -> Iterator[V2RestClient]:
 @pytest.fixture(scope="session")
 def v2_grpc(target: Target) -> Iterator[V2GrpcClient]:
     if not target.grpc_address:
-        pytest.skip(f"{UNSUPPORTED_PREFIX} {target.name} has no gRPC address (--grpc-target)")
+        unsupported(target, "v2-grpc", "has no gRPC address (--grpc-target)")
     client = V2GrpcClient.for_target(target)  # its headers and TLS settings too
     yield client
     client.close()
@@ -444,10 +493,10 @@ def _apply_deviation(
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state: SuiteState | None = session.config.stash.get(STATE, None)
-    if state is None or not state.results:
+    if state is None or not (state.results or state.errors):
         return
     runs = []
-    for slot in dict.fromkeys(slot for slot, _ in state.results):
+    for slot in dict.fromkeys([*(slot for slot, _ in state.results), *state.errors]):
         target = state.targets.get(slot)
         runs.append(
             TargetRun(
@@ -455,6 +504,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 target=target,
                 cases=[case for s, case in state.results if s == slot],
                 features=effective_features(session.config, target) if target else None,
+                error=state.errors.get(slot),
             )
         )
     reports, paths = write_reports(
@@ -463,6 +513,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         started=state.started,
         image=state.options.image,
         requested_profiles=state.options.profiles,
+        secrets=state.secrets,
     )
     reporter = session.config.pluginmanager.getplugin("terminalreporter")
     say = reporter.write_line if reporter is not None else print

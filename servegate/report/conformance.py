@@ -14,7 +14,6 @@ import pytest
 
 from servegate import __version__
 from servegate.deviations import Verdict
-from servegate.features import UNSUPPORTED_PREFIX
 from servegate.protocols.exchange import Exchange
 from servegate.redaction import redact_data, redact_text
 from servegate.report.html import write_html
@@ -24,30 +23,38 @@ from servegate.report.schema import (
     Case,
     ConformanceReport,
     Counts,
+    DecisionRecord,
     DeviationRecord,
+    EvidenceRecord,
     ExchangeRecord,
     Failure,
     Implementation,
     ModelRecord,
     Suite,
+    TargetError,
+    UnsupportedRecord,
     write_json,
     write_yaml,
 )
-from servegate.targets import Target
+from servegate.targets import Decision, Target
+from servegate.unsupported import Unsupported
 
 #: longest failure message kept per case
 MESSAGE_LIMIT = 4000
 
 
-def outcome_of(report: pytest.TestReport) -> tuple[str, str]:
-    """The report outcome of a pytest phase and its message (skip reason, failure text)."""
+def outcome_of(report: pytest.TestReport, exc: BaseException | None = None) -> tuple[str, str]:
+    """The report outcome of a pytest phase and its message (skip reason, failure text); a skip
+    raised as :class:`Unsupported` is the *unsupported* outcome."""
     if hasattr(report, "wasxfail"):
         return "expected-deviation", str(report.wasxfail)
     if report.skipped:
         longrepr = report.longrepr
         reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
         reason = reason.removeprefix("Skipped: ")
-        return ("unsupported" if reason.startswith(UNSUPPORTED_PREFIX) else "skipped"), reason
+        if isinstance(exc, Unsupported):
+            return "unsupported", exc.reason
+        return "skipped", reason
     if report.failed:
         return ("failed" if report.when == "call" else "error"), _failure_text(report)
     return "passed", ""
@@ -95,12 +102,19 @@ def make_case(
     """One check's result from the pytest report of its call (or failed setup), with the
     expected-deviation entry that judged it, if one did."""
     secrets = tuple(secrets)
-    outcome, message = outcome_of(report)
+    outcome, message = outcome_of(report, exc)
     if deviation is not None and deviation.kind == "unmatched":
         message = f"{deviation.message}\n{message}"
     failure = None
     if outcome in ("failed", "error", "expected-deviation"):
         failure = failure_of(exc, rule, message, secrets)
+    missing = None
+    if outcome == "unsupported" and isinstance(exc, Unsupported):
+        missing = UnsupportedRecord(
+            features=list(exc.features),
+            reason=redact_text(exc.reason, secrets),
+            decisions=[decision_record(d, secrets) for d in exc.decisions],
+        )
     return Case(
         check=check,
         nodeid=report.nodeid,
@@ -113,6 +127,7 @@ def make_case(
         duration=round(report.duration, 3),
         failure=failure,
         deviation=_deviation_record(deviation),
+        unsupported=missing,
     )
 
 
@@ -129,6 +144,25 @@ def _deviation_record(verdict: Verdict | None) -> DeviationRecord | None:
     )
 
 
+def decision_record(decision: Decision, secrets: Iterable[str] = ()) -> DecisionRecord:
+    """A discovery decision as the report keeps it (excerpts redacted)."""
+    secrets = tuple(secrets)
+    return DecisionRecord(
+        feature=decision.feature,
+        supported=decision.supported,
+        how=redact_text(decision.how, secrets),
+        broken=decision.broken,
+        evidence=[
+            EvidenceRecord(
+                request=redact_text(e.request, secrets),
+                status=e.status,
+                excerpt=redact_text(e.excerpt, secrets),
+            )
+            for e in decision.evidence
+        ],
+    )
+
+
 _NAME_VERSION = re.compile(r"^([A-Za-z][\w .+-]*?)\s+v?(\d+(?:\.\d+)+)")
 _VERSION = re.compile(r"\d+(?:\.\d+)+")
 
@@ -142,7 +176,11 @@ def _name_version(description: str) -> tuple[str | None, str | None]:
 
 
 def implementation_of(
-    slot: str, target: Target | None, features: Iterable[str], image: str | None
+    slot: str,
+    target: Target | None,
+    features: Iterable[str],
+    image: str | None,
+    secrets: Iterable[str] = (),
 ) -> Implementation:
     if target is None:
         return Implementation(slot=slot, description="unknown (never reached)", image=image)
@@ -158,9 +196,12 @@ def implementation_of(
         features=sorted(features),
         discovered_features=sorted(target.features),
         models={
-            m.name: ModelRecord(task=m.task, task_source=m.task_source)
+            m.name: ModelRecord(
+                task=m.task, task_source=m.task_source, encodings=sorted(m.encodings)
+            )
             for m in target.models.values()
         },
+        discovery=[decision_record(d, secrets) for d in target.discovery],
     )
 
 
@@ -173,9 +214,11 @@ def build_report(
     features: Iterable[str] | None = None,
     image: str | None = None,
     requested_profiles: Iterable[str] = (),
+    error: TargetError | None = None,
+    secrets: Iterable[str] = (),
 ) -> ConformanceReport:
     """The report of one target. ``features`` are those the checks ran against (default: the
-    target's discovered ones)."""
+    target's discovered ones); ``error`` says why it could not be tested, if it could not."""
     have = sorted(features if features is not None else (target.features if target else ()))
     by_task: dict[str, list[str]] = {}
     for case in cases:
@@ -185,11 +228,12 @@ def build_report(
     return ConformanceReport(
         suite=Suite(version=__version__),
         date=dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
-        implementation=implementation_of(slot, target, have, image),
-        result="failure" if counts.failed or counts.error else "success",
+        implementation=implementation_of(slot, target, have, image, secrets),
+        result="failure" if counts.failed or counts.error or error else "success",
+        error=error,
         counts=counts,
         requested_profiles=requested,
-        profiles=evaluate_profiles(cases, have, requested),
+        profiles=evaluate_profiles(cases, have, requested, error=error.message if error else ""),
         tasks={t: Counts.of(o) for t, o in sorted(by_task.items())},
         cases=cases,
     )
@@ -203,6 +247,8 @@ class TargetRun:
     target: Target | None
     cases: list[Case]
     features: frozenset[str] | None = None
+    #: why the target could not be tested, when it could not
+    error: TargetError | None = None
 
 
 def write_reports(
@@ -212,6 +258,7 @@ def write_reports(
     started: float,
     image: str | None = None,
     requested_profiles: Iterable[str] = (),
+    secrets: Iterable[str] = (),
 ) -> tuple[list[ConformanceReport], list[Path]]:
     """Write conformance-<target>.json/.yaml/.md per target, summary.md and report.html;
     return the reports and the paths written."""
@@ -228,6 +275,8 @@ def write_reports(
             features=run.features,
             image=image,
             requested_profiles=requested,
+            error=run.error,
+            secrets=secrets,
         )
         reports.append(report)
         # the slot may hold dots (a host name), so no Path.with_suffix here

@@ -130,6 +130,17 @@ def gate_profiles(reports: list[ConformanceReport], profiles: Iterable[str] = ()
     findings: list[Finding] = []
     for report in reports:
         slot = report.implementation.slot
+        if report.error is not None:
+            # checks never ran: say why first, whatever the profiles would say
+            findings.append(
+                Finding(
+                    False,
+                    f"target {slot}",
+                    f"not tested ({report.error.kind}, exit {report.error.exit_code}): "
+                    f"{report.error.message}",
+                )
+            )
+            continue
         names = asked or report.requested_profiles or [p.name for p in report.profiles]
         if not names:
             findings.append(Finding(False, f"target {slot}", "no profile applies to it"))

@@ -22,6 +22,7 @@ from servegate.report.load import (
     read_load_results,
     tables_of,
 )
+from servegate.report.matrix import implementations_html
 from servegate.report.schema import OUTCOMES, Case, ConformanceReport, Counts, ExchangeRecord
 
 #: cell colours by state; the rendering test looks for them in a screenshot
@@ -163,6 +164,46 @@ def _exchange_html(exchange: ExchangeRecord) -> list[str]:
     return out
 
 
+def _discovery_html(report: ConformanceReport) -> list[str]:
+    """Why each feature is supported or not: the decision, how it was found, the evidence;
+    and each unsupported check with the features it lacked."""
+    decisions = report.implementation.discovery
+    if not decisions:
+        return []
+    out = [
+        f"<details><summary><b>{_e(report.implementation.slot)}</b>: "
+        f"{sum(d.supported for d in decisions)} of {len(decisions)} features supported</summary>",
+        "<table class='discovery'><tr><th>feature</th><th>verdict</th><th>how</th>"
+        "<th>evidence</th></tr>",
+    ]
+    for d in decisions:
+        state = ("fail" if d.broken else "pass") if d.supported else "unsupported"
+        verdict = ("supported, broken" if d.broken else "supported") if d.supported else "no"
+        evidence = "<br>".join(
+            f"<code>{_e(e.request)}</code> → {_e('no response' if e.status is None else e.status)}"
+            + (f" <small>{_e(e.excerpt)}</small>" if e.excerpt else "")
+            for e in d.evidence
+        )
+        out.append(
+            f"<tr><td>{_e(d.feature)}</td><td class='{state}'>{_e(verdict)}</td>"
+            f"<td>{_e(d.how)}</td><td>{evidence or '-'}</td></tr>"
+        )
+    out.append("</table>")
+    unsupported = [c for c in report.cases if c.outcome == "unsupported"]
+    if unsupported:
+        out.append(f"<p>unsupported checks ({len(unsupported)}):</p><ul>")
+        for case in unsupported:
+            lacks = ", ".join(case.unsupported.features) if case.unsupported else ""
+            out.append(
+                f"<li>{_e(case.name)}: {_e(case.message)}"
+                + (f" <small>(lacks {_e(lacks)})</small>" if lacks else "")
+                + "</li>"
+            )
+        out.append("</ul>")
+    out.append("</details>")
+    return out
+
+
 def _failures_html(report: ConformanceReport) -> list[str]:
     cases = [c for c in report.cases if c.outcome in ("failed", "error", "expected-deviation")]
     if not cases:
@@ -252,14 +293,20 @@ def render_html(reports: list[ConformanceReport], reports_dir: Path | None = Non
     for r in reports:
         impl = r.implementation
         state = "pass" if r.result == "success" else "fail"
+        checks = (
+            f"not tested ({r.error.kind}, exit {r.error.exit_code}): {r.error.message}"
+            if r.error
+            else f"{r.result}: {_cell_text(r.counts)}"
+        )
         body.append(
             f"<tr><td>{_e(impl.slot)}</td><td>{_e(impl.description)}</td><td>{_e(impl.image)}</td>"
             f"<td>{_e(impl.url)}</td><td>{_e(r.date)}</td>"
-            f"<td class='{state}'>{_e(r.result)}: {_e(_cell_text(r.counts))}</td></tr>"
+            f"<td class='{state}'>{_e(checks)}</td></tr>"
         )
     body.append("</table>")
     if reports:
         body += ["<h2>Profiles</h2>", *_profiles_html(reports)]
+        body += implementations_html(reports)
         body += [
             "<h2>Conformance matrix</h2>",
             "<p class='meta'>protocol × task × runtime; hover a cell for its checks</p>",
@@ -268,6 +315,15 @@ def render_html(reports: list[ConformanceReport], reports_dir: Path | None = Non
         failures = [line for r in reports for line in _failures_html(r)]
         if failures:
             body += ["<h2>Failures</h2>", *failures]
+        discovery = [line for r in reports for line in _discovery_html(r)]
+        if discovery:
+            body += [
+                "<h2>Discovery</h2>",
+                "<p class='meta'>what each target was found to support, how, and the exchanges "
+                "seen; a feature answered with a 5xx is supported and broken, never "
+                "unsupported</p>",
+                *discovery,
+            ]
     else:
         body.append("<p class='meta'>No conformance report.</p>")
     body += _load_html(results, plots)

@@ -3,7 +3,13 @@
 
 from __future__ import annotations
 
-from servegate.report.schema import OUTCOMES, Case, ConformanceReport, ExchangeRecord
+from servegate.report.schema import (
+    OUTCOMES,
+    Case,
+    ConformanceReport,
+    DecisionRecord,
+    ExchangeRecord,
+)
 
 MARK = {"success": "✅", "partial": "🟡", "failure": "❌"}
 #: failures shown in full per target; the rest are listed by name
@@ -53,6 +59,21 @@ def render_failure(case: Case) -> list[str]:
     return lines
 
 
+def render_decision(decision: DecisionRecord) -> str:
+    """One discovery decision as a table row: feature, verdict, how, first evidence."""
+    verdict = (
+        ("supported (broken)" if decision.broken else "supported")
+        if decision.supported
+        else "unsupported"
+    )
+    seen = "; ".join(
+        f"`{e.request}` → {e.status if e.status is not None else 'no response'}"
+        + (f" {_cut(e.excerpt, 120)}" if e.excerpt else "")
+        for e in decision.evidence[:2]
+    )
+    return f"| {decision.feature} | {verdict} | {_cell(decision.how)} | {_cell(seen or '-')} |"
+
+
 def render_markdown(report: ConformanceReport, *, heading: str = "##") -> str:
     """One target's report."""
     impl = report.implementation
@@ -70,6 +91,12 @@ def render_markdown(report: ConformanceReport, *, heading: str = "##") -> str:
         f"- checks: **{report.result}**; " + ", ".join(f"{o} {counts.get(o)}" for o in OUTCOMES),
         "",
     ]
+    if report.error is not None:
+        lines += [
+            f"**Not tested** ({report.error.kind}, exit code {report.error.exit_code}): "
+            f"{_cell(report.error.message)}",
+            "",
+        ]
     if report.profiles:
         lines += [
             "| profile | result | passed | failed | expected-deviation | unsupported | why |",
@@ -107,6 +134,18 @@ def render_markdown(report: ConformanceReport, *, heading: str = "##") -> str:
             f"<details><summary>Unsupported ({len(unsupported)})</summary>",
             "",
             *[f"- {c.name}: {_cell(c.message)}" for c in unsupported],
+            "",
+            "</details>",
+            "",
+        ]
+    if impl.discovery:
+        lines += [
+            f"<details><summary>Discovery: why each feature is supported or not "
+            f"({len(impl.discovery)})</summary>",
+            "",
+            "| feature | verdict | how | evidence |",
+            "|---|---|---|---|",
+            *[render_decision(d) for d in impl.discovery],
             "",
             "</details>",
             "",

@@ -69,8 +69,7 @@ def differences(reports: list[ConformanceReport]) -> dict[str, dict[str, Cell]]:
 
 def _summary_html(reports: list[ConformanceReport]) -> list[str]:
     head = "".join(
-        f"<th>{_e(r.implementation.slot)}<br><small>{_e(r.implementation.description)}</small>"
-        "</th>"
+        f"<th>{_e(r.implementation.slot)}<br><small>{_e(r.implementation.description)}</small></th>"
         for r in reports
     )
     rows = [f"<table class='side'><tr><th></th>{head}</tr>"]
@@ -188,7 +187,9 @@ def implementations_html(reports: list[ConformanceReport]) -> list[str]:
         absent = _unsupported_html(report)
         if not deviations and not absent:
             continue
-        out.append(f"<h3>{_e(report.implementation.slot)}: {_e(report.implementation.description)}</h3>")
+        out.append(
+            f"<h3>{_e(report.implementation.slot)}: {_e(report.implementation.description)}</h3>"
+        )
         if deviations:
             out += ["<div>Known upstream deviations:</div>", *deviations]
         if absent:

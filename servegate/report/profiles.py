@@ -32,9 +32,15 @@ def _names(cases: list[Case]) -> str:
 
 
 def evaluate_profile(
-    profile: Profile, cases: Iterable[Case], features: Iterable[str], *, requested: bool = False
+    profile: Profile,
+    cases: Iterable[Case],
+    features: Iterable[str],
+    *,
+    requested: bool = False,
+    error: str = "",
 ) -> ProfileResult:
-    """The result of ``profile`` for a target supporting ``features`` given its checks."""
+    """The result of ``profile`` for a target supporting ``features`` given its checks;
+    ``error`` says why the target could not be tested at all (the profile is then a failure)."""
     have = frozenset(features)
     members = [c for c in cases if profile.covers(case_features(c.features, c.task))]
     core = [c for c in members if profile.is_core(case_features(c.features, c.task))]
@@ -45,7 +51,9 @@ def evaluate_profile(
     ran = [c for c in members if c.outcome in ("passed", "expected-deviation", "failed", "error")]
     missing_core = sorted(profile.core - have)
 
-    if missing_core:
+    if error:
+        result, reason = "failure", f"the target could not be tested: {error}"
+    elif missing_core:
         result, reason = "failure", f"core feature(s) {', '.join(missing_core)} not supported"
     elif failed:
         result, reason = "failure", f"{len(failed)} check(s) failed: {_names(failed)}"
@@ -90,11 +98,11 @@ def profiles_for(features: Iterable[str], requested: Iterable[str]) -> list[str]
 
 
 def evaluate_profiles(
-    cases: list[Case], features: Iterable[str], requested: Iterable[str]
+    cases: list[Case], features: Iterable[str], requested: Iterable[str], *, error: str = ""
 ) -> list[ProfileResult]:
     have = frozenset(features)
     asked = list(requested)
     return [
-        evaluate_profile(PROFILES[name], cases, have, requested=name in asked)
+        evaluate_profile(PROFILES[name], cases, have, requested=name in asked, error=error)
         for name in profiles_for(have, asked)
     ]

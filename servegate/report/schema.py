@@ -94,6 +94,45 @@ class DeviationRecord(_Model):
     source: str = ""
 
 
+class EvidenceRecord(_Model):
+    """One exchange a discovery decision rests on: request line, status, a body excerpt."""
+
+    request: str
+    #: HTTP status, a gRPC status name, or None when no response arrived
+    status: int | str | None = None
+    excerpt: str = ""
+
+
+class DecisionRecord(_Model):
+    """Why discovery held a feature supported or not, and what it saw."""
+
+    feature: str
+    supported: bool
+    #: what was asked and what settled it
+    how: str
+    #: supported, but a probe got a 5xx or no answer: its checks run and fail
+    broken: bool = False
+    evidence: list[EvidenceRecord] = []
+
+
+class UnsupportedRecord(_Model):
+    """What an *unsupported* check lacked, and the discovery decisions behind the claim."""
+
+    features: list[str] = []
+    reason: str = ""
+    decisions: list[DecisionRecord] = []
+
+
+class TargetError(_Model):
+    """Why a target could not be tested at all (its checks never ran)."""
+
+    #: "unreachable", "unusable" (answers, but not as asked) or "server-start"
+    kind: str
+    message: str
+    #: the exit code the run ended with for it
+    exit_code: int
+
+
 class Case(_Model):
     #: the check's id across targets: test file::test name[parameters other than the target]
     check: str
@@ -112,11 +151,15 @@ class Case(_Model):
     #: the expected-deviation entry that judged the case: it expected this failure, the
     #: failure did not match it, or the check now passes
     deviation: DeviationRecord | None = None
+    #: on the unsupported outcome: the missing features and the evidence
+    unsupported: UnsupportedRecord | None = None
 
 
 class ModelRecord(_Model):
     task: str | None = None
     task_source: str = "declared"
+    #: HuggingFace V2 encodings the model was found to speak
+    encodings: list[str] = []
 
 
 class Implementation(_Model):
@@ -138,6 +181,8 @@ class Implementation(_Model):
     features: list[str] = []
     discovered_features: list[str] = []
     models: dict[str, ModelRecord] = {}
+    #: every discovery decision (feature, supported, how, evidence)
+    discovery: list[DecisionRecord] = []
 
 
 class ProfileResult(_Model):
@@ -172,6 +217,8 @@ class ConformanceReport(_Model):
     implementation: Implementation
     #: success when no check failed or errored, failure otherwise (profiles say more)
     result: Literal["success", "failure"]
+    #: set when the target could not be tested at all (unreachable, unusable): result failure
+    error: TargetError | None = None
     counts: Counts
     requested_profiles: list[str] = []
     profiles: list[ProfileResult] = []
