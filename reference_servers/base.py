@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from servegate.targets import Target
+from servegate.targets import DEFAULT_OPENAI_BASE, Target
 
 if TYPE_CHECKING:
     from servegate.fixtures.catalog import FixtureSet
@@ -59,6 +59,13 @@ class Launch:
     implementation: str
     #: feature names this server is expected to support beyond what discovery finds
     declared_features: frozenset[str] = frozenset()
+    #: path of the server's OpenAI routes below its base URL
+    openai_base: str = DEFAULT_OPENAI_BASE
+    #: how readiness is told: "v2" (GET /v2/health/ready and each model's ready route) or
+    #: "openai" (every model listed by GET {openai_base}/models), for a server without V2
+    readiness: str = "v2"
+    #: False for a server with no gRPC endpoint: the target then has no gRPC address
+    serves_grpc: bool = True
     #: for a server that alone knows its version: once ready, the implementation string read
     #: from it (e.g. GET /v2), replacing ``implementation``
     describe: Callable[[Target], str] | None = None

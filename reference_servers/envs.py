@@ -16,7 +16,7 @@ import sys
 import time
 import venv
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -73,12 +73,18 @@ def resolve_base(name: str, base: BaseInterpreter) -> ResolvedInterpreter:
 
 
 def env_dir(
-    state_dir: Path, name: str, requirements: Path, base: ResolvedInterpreter | None = None
+    state_dir: Path,
+    name: str,
+    requirements: Path,
+    base: ResolvedInterpreter | None = None,
+    uninstall: Sequence[str] = (),
 ) -> Path:
-    """Where the env for these requirements lives: a new env whenever the pins change, or the
-    interpreter it is made from."""
+    """Where the env for these requirements lives: a new env whenever the pins change, the
+    interpreter it is made from, or the packages removed after installing them."""
     digest = hashlib.sha256(requirements.read_bytes())
     digest.update((base.version if base else sys.version).encode())
+    if uninstall:
+        digest.update(("\0uninstall " + " ".join(uninstall)).encode())
     return state_dir / "envs" / f"{name}-{digest.hexdigest()[:12]}"
 
 
@@ -94,15 +100,18 @@ def ensure_env(
     log: Callable[[str], None] = print,
     timeout: float = 3600,
     base: BaseInterpreter | None = None,
+    uninstall: Sequence[str] = (),
 ) -> Path:
     """Return the interpreter of the env for ``requirements``, creating the env if needed.
 
     The env is made from ``base`` when given (EnvironmentSetupError naming what to install
-    when it is absent), else from the interpreter running servegate. A half-created env (an
+    when it is absent), else from the interpreter running servegate. ``uninstall`` names
+    packages that the pins pull in as dependencies and that must not be there (a runtime's
+    wheels that fail to load); they are removed after the install. A half-created env (an
     interrupted install) is removed and made again.
     """
     resolved = resolve_base(name, base) if base is not None else None
-    directory = env_dir(state_dir, name, requirements, resolved)
+    directory = env_dir(state_dir, name, requirements, resolved, uninstall)
     python = env_python(directory)
     if (directory / COMPLETE_MARKER).exists() and python.exists():
         return python
@@ -113,7 +122,7 @@ def ensure_env(
             log(f"[{name}] another process is creating {directory}; waiting for it")
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            return _create(directory, python, name, requirements, log, timeout, resolved)
+            return _create(directory, python, name, requirements, log, timeout, resolved, uninstall)
         except OSError as exc:
             raise EnvironmentSetupError(f"[{name}] creating {directory} failed: {exc}") from None
 
@@ -134,6 +143,7 @@ def _create(
     log: Callable[[str], None],
     timeout: float,
     base: ResolvedInterpreter | None = None,
+    uninstall: Sequence[str] = (),
 ) -> Path:
     if (directory / COMPLETE_MARKER).exists() and python.exists():
         return python
@@ -149,6 +159,9 @@ def _create(
         _run_venv(base.path, directory, name, timeout)
     _pip(python, ["install", "--upgrade", "--quiet", "pip"], name, log, timeout)
     _pip(python, ["install", "--progress-bar", "off", "-r", str(requirements)], name, log, timeout)
+    if uninstall:
+        log(f"[{name}] removing {', '.join(uninstall)} (pulled in, not wanted)")
+        _pip(python, ["uninstall", "--yes", *uninstall], name, log, timeout)
     (directory / COMPLETE_MARKER).write_text(requirements.read_text())
     log(f"[{name}] env ready in {time.monotonic() - started:.0f} s")
     return python

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from servegate.errors import ServegateError, ServerStartError
+from servegate.protocols.openai import OpenAIClient
 from servegate.protocols.v2_rest import V2RestClient
 from servegate.reference_servers.base import Launch, Ports, Runtime, ServerSpec
 from servegate.targets import Connection, ModelInfo, Target
@@ -83,7 +84,12 @@ class LocalServer:
     def wait_ready(self, timeout: float) -> None:
         """Block until the server and every model are ready; ServerStartError otherwise."""
         wait_until_ready(
-            self.target, timeout, name=self.name, log_path=self.log_path, exit_code=self.proc.poll
+            self.target,
+            timeout,
+            name=self.name,
+            log_path=self.log_path,
+            exit_code=self.proc.poll,
+            readiness=self.launch.readiness,
         )
 
     def stop(self) -> None:
@@ -117,15 +123,24 @@ def wait_until_ready(
     name: str,
     log_path: Path | None,
     exit_code: Callable[[], int | None],
+    readiness: str = "v2",
 ) -> None:
     """Block until ``target`` and every one of its models answer ready; ServerStartError otherwise.
 
     Shared by every backend: ``exit_code`` says whether the server (process, container, pod)
     has ended, so a server that dies while starting fails at once instead of at the deadline.
+    ``readiness`` "openai" waits for every model in GET {openai_base}/models instead of V2.
     """
     deadline = time.monotonic() + timeout
-    client = V2RestClient(target.http_url, Connection(timeout=5.0))
     pending = list(target.models)
+    client: V2RestClient | OpenAIClient
+    is_ready: Callable[[], bool]
+    if readiness == "openai":
+        oai = client = OpenAIClient(target.http_url, Connection(timeout=5.0), target.openai_base)
+        is_ready = lambda: _listed(oai, pending)  # noqa: E731
+    else:
+        v2 = client = V2RestClient(target.http_url, Connection(timeout=5.0))
+        is_ready = lambda: _ready(v2, pending)  # noqa: E731
     try:
         while True:
             code = exit_code()
@@ -134,7 +149,7 @@ def wait_until_ready(
                     f"{name} exited with code {code} while starting (log: {log_path})",
                     log_tail(log_path) if log_path else "",
                 )
-            if _ready(client, pending):
+            if is_ready():
                 return
             if time.monotonic() > deadline:
                 raise ServerStartError(
@@ -160,6 +175,24 @@ def _ready(client: V2RestClient, pending: list[str]) -> bool:
     except Unreachable:
         return False
     return True
+
+
+def _listed(client: OpenAIClient, pending: list[str]) -> bool:
+    """Whether GET {openai_base}/models answers and lists every pending model."""
+    from servegate.errors import Unreachable
+
+    try:
+        reply = client.models()
+    except Unreachable:
+        return False
+    if reply.status != 200:
+        return False
+    try:
+        cards = reply.json().get("data", [])
+        listed = {c.get("id") for c in cards if isinstance(c, dict)}
+    except (AssertionError, AttributeError):
+        return False
+    return all(name in listed for name in pending)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -229,7 +262,7 @@ def start_local(
     log_path.write_text("")
     models = {}
     for model, task in launch.models.items():
-        fx = fixtures.models.get(model)
+        fx = fixtures.find(model)
         models[model] = ModelInfo(
             name=model,
             # "" for a model of no task servegate knows (Triton's identity model)
@@ -241,10 +274,11 @@ def start_local(
     target = Target(
         name=name,
         http_url=f"http://127.0.0.1:{ports.http}",
-        grpc_address=f"127.0.0.1:{ports.grpc}",
+        grpc_address=f"127.0.0.1:{ports.grpc}" if launch.serves_grpc else None,
         models=models,
         implementation=launch.implementation,
         features=launch.declared_features,
+        openai_base=launch.openai_base,
     )
     server = LocalServer(name, launch, target, log_path)
     try:

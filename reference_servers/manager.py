@@ -33,7 +33,14 @@ def prepare_env(runtime_name: str, state_dir: Path, log: Callable[[str], None] =
     # a runtime whose native parts link one Python build names it (see envs.BaseInterpreter)
     base = getattr(runtime, "base_interpreter", None)
     return ensure_env(
-        Path(state_dir).resolve(), runtime.name, runtime.requirements_file(), log=log, base=base
+        Path(state_dir).resolve(),
+        # optional: runtimes that share one env (two servers of one implementation) name it
+        getattr(runtime, "env_name", runtime.name),
+        runtime.requirements_file(),
+        log=log,
+        base=base,
+        # optional: a runtime whose pins pull in packages that break it names them here
+        uninstall=tuple(getattr(runtime, "pip_uninstall", ())),
     )
 
 
@@ -114,5 +121,6 @@ def start_reference(
             http_port=http_port,
             grpc_port=grpc_port,
         )
-    log(f"[{runtime.name}] ready at {server.target.http_url} (gRPC {server.target.grpc_address})")
+    grpc = f" (gRPC {server.target.grpc_address})" if server.target.grpc_address else ""
+    log(f"[{runtime.name}] ready at {server.target.http_url}{grpc}")
     return server

@@ -12,6 +12,8 @@ RUNTIMES = {
     "mlserver": "servegate.reference_servers.mlserver.runtime",
     "kserve": "servegate.reference_servers.kserve_huggingface.runtime",
     "triton": "servegate.reference_servers.triton.runtime",
+    "vllm": "servegate.reference_servers.vllm.runtime",
+    "vllm-embeddings": "servegate.reference_servers.vllm.embeddings",
 }
 
 

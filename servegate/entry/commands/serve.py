@@ -10,6 +10,7 @@ from pathlib import Path
 from servegate.entry.commands.common import log as _log
 from servegate.errors import ServegateError
 from servegate.reference_servers.registry import RUNTIMES
+from servegate.targets import DEFAULT_OPENAI_BASE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,16 +58,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         target = server.target
         model_args = " ".join(f"--model {m.name}={m.task}" for m in target.models.values())
         print(f"HTTP: {target.http_url}")
-        print(f"gRPC: {target.grpc_address}")
+        if target.grpc_address:
+            print(f"gRPC: {target.grpc_address}")
         print(f"implementation: {target.implementation}")
         for model in target.models.values():
             print(f"model: {model.name} ({model.task})")
         print(f"log: {server.log_path}")
         print("check it from another shell with:")
-        print(
-            f"  pytest conformance/ --target={target.http_url} "
-            f"--grpc-target={target.grpc_address} {model_args}"
-        )
+        grpc = f"--grpc-target={target.grpc_address} " if target.grpc_address else ""
+        base = ""
+        if target.openai_base != DEFAULT_OPENAI_BASE:
+            base = f"--openai-base={target.openai_base} "
+        print(f"  pytest conformance/ --target={target.http_url} {grpc}{base}{model_args}")
         print("Ctrl-C stops it.", flush=True)
         while True:
             time.sleep(3600)

