@@ -22,8 +22,8 @@ from servegate.protocols.openai import OpenAIClient
 from servegate.protocols.v1 import V1Client
 from servegate.protocols.v2_grpc import V2GrpcClient
 from servegate.protocols.v2_rest import V2RestClient
-from servegate.reference_servers.registry import RUNTIMES
 from servegate.redaction import redact_text, secrets_from
+from servegate.reference_servers.registry import RUNTIMES
 from servegate.report.conformance import TargetRun, check_id, make_case, write_reports
 from servegate.report.gate import gate_profiles
 from servegate.report.schema import Case, TargetError
