@@ -7,6 +7,7 @@ import ssl
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 # httpx imports httpcore lazily, on the first transport, and maps httpcore's exception classes
@@ -184,14 +185,23 @@ class HttpSession:
             exchange.response_body = excerpt(content)
             return Reply(status, resp_headers, content, exchange)
         assert self._client is not None
+        send = partial(
+            self._client.request,
+            method,
+            path,
+            content=body,
+            headers=hdrs,
+            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        )
         try:
-            resp = self._client.request(
-                method,
-                path,
-                content=body,
-                headers=hdrs,
-                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-            )
+            try:
+                resp = send()
+            except STALE_CONNECTION:
+                # a kept-alive connection the server closed after its previous answer (uvicorn
+                # does after an exception in the app) fails the next request sent on it before
+                # the server reads it; a client sends it again on a new connection once, as
+                # Go's and urllib3's do. A server that resets this request itself fails again.
+                resp = send()
         except httpx.TransportError as exc:
             raise Unreachable(f"{method} {self.base_url}{path}: {_describe(exc)}") from None
         exchange.status = resp.status_code
@@ -261,6 +271,10 @@ class StreamingReply:
         for _ in self.iter_bytes():
             pass
         return bytes(self._seen)
+
+
+#: how a request sent on a connection the server has already closed fails
+STALE_CONNECTION = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 
 
 def _describe(exc: httpx.TransportError) -> str:
