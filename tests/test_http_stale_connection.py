@@ -72,6 +72,9 @@ def test_a_request_on_a_connection_the_server_closed_is_sent_again() -> None:
 
 
 def test_a_server_that_drops_every_request_is_unreachable() -> None:
-    with raw_server("drop") as url, HttpSession(url, Connection(timeout=5)) as http:
-        with pytest.raises(Unreachable, match="GET .*/v2"):
-            http.get("/v2")
+    with (
+        raw_server("drop") as url,
+        HttpSession(url, Connection(timeout=5)) as http,
+        pytest.raises(Unreachable, match="GET .*/v2"),
+    ):
+        http.get("/v2")
