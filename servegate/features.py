@@ -73,6 +73,11 @@ _FEATURES = [
         "that names the fault); checked only when the hardening profile is requested",
     ),
     *(Feature(f"task-{t}", f"serves a model for the HuggingFace task {t}") for t in TASKS),
+    Feature(
+        "task-custom-numeric",
+        "serves a model keeping servegate's numeric echo contract (every V2 datatype echoed, "
+        "<name>_sum outputs): a custom runtime like the reference servers' numeric-echo",
+    ),
 ]
 
 FEATURES: dict[str, Feature] = {f.name: f for f in _FEATURES}
@@ -122,6 +127,7 @@ _PROFILES = [
                 "v2-model-versions",
                 "v2-repository",
                 "v2-json-fp16",
+                "task-custom-numeric",
             }
         )
         | TASK_FEATURES,
@@ -130,7 +136,10 @@ _PROFILES = [
         "oip-grpc",
         "Open Inference Protocol (V2) over gRPC",
         core=frozenset({"v2-grpc"}),
-        extended=frozenset({"hf-v2-kwargs", "hf-v2-input0", "v2-model-versions"}) | TASK_FEATURES,
+        extended=frozenset(
+            {"hf-v2-kwargs", "hf-v2-input0", "v2-model-versions", "task-custom-numeric"}
+        )
+        | TASK_FEATURES,
     ),
     Profile(
         "kserve-v1",

@@ -6,7 +6,7 @@ import pytest
 
 from servegate.features import FEATURES, PROFILES, parse_profiles, protocol_of
 from servegate.report.profiles import evaluate_profile, profiles_for
-from servegate.report.schema import Case
+from servegate.report.schema import Case, UnsupportedRecord
 
 REST = PROFILES["oip-rest"]
 HAVE = {"v2-rest", "hf-v2-kwargs", "task-fill-mask"}
@@ -73,6 +73,18 @@ def test_a_core_check_that_could_not_run_is_partial_not_a_failure():
     result = evaluate_profile(PROFILES["oip-grpc"], cases, {"v2-grpc"})
     assert result.result == "partial"
     assert "core check(s) could not run: b" in result.reason
+
+
+def test_a_core_check_lacking_only_an_extended_feature_counts_as_that_feature():
+    """servegate's numeric echo model is a model of an extended task feature: a core check that
+    needs it is unsupported with that evidence, not a hole in the core."""
+    no_numeric = case("a", "unsupported", "v2-rest")
+    no_numeric.unsupported = UnsupportedRecord(features=["task-custom-numeric"])
+    unexplained = case("b", "unsupported", "v2-rest")
+    unexplained.unsupported = UnsupportedRecord(features=[], reason="no usable model")
+    passed = case("c", "passed", "v2-rest")
+    assert evaluate_profile(REST, [passed, no_numeric], HAVE).result == "success"
+    assert evaluate_profile(REST, [passed, no_numeric, unexplained], HAVE).result == "partial"
 
 
 def test_a_skipped_check_is_partial():

@@ -7,8 +7,11 @@ when they are all core features.
 - **failure**: the target lacks a core feature, or a check of the profile failed or errored:
   evidence that it does not conform.
 - **partial**: nothing failed, but not everything could be shown: a core check could not run
-  (e.g. no model that takes numeric tensors), a check was skipped, or no check of the profile
-  ran at all. A gate asking for the profile still refuses it.
+  for want of something the profile's core promises (no model's metadata gave a request to
+  check, say), a check was skipped, or no check of the profile ran at all. A gate asking for
+  the profile still refuses it. A core check that could not run for want of an extended
+  feature (servegate's numeric echo model, a model of some task) counts as that feature's
+  check: unsupported, with its evidence.
 - **success**: otherwise. Expected deviations (known upstream bugs, listed per runtime) do not
   count against it, and checks of extended features the target lacks are left out (listed as
   unsupported extended features).
@@ -46,7 +49,19 @@ def evaluate_profile(
     core = [c for c in members if profile.is_core(case_features(c.features, c.task))]
     core_ids = {id(c) for c in core}
     failed = [c for c in members if c.outcome in ("failed", "error")]
-    core_unsupported = [c for c in core if c.outcome == "unsupported"]
+    # a core check that could not run leaves the profile unproven, unless what it lacked is an
+    # extended feature of the profile (a model of some task, an encoding): then it is one more
+    # check of an extended feature the target does not offer, said with its evidence
+    core_unsupported = [
+        c
+        for c in core
+        if c.outcome == "unsupported"
+        and not (
+            c.unsupported is not None
+            and c.unsupported.features
+            and set(c.unsupported.features) <= profile.extended
+        )
+    ]
     skipped = [c for c in members if c.outcome == "skipped"]
     ran = [c for c in members if c.outcome in ("passed", "expected-deviation", "failed", "error")]
     missing_core = sorted(profile.core - have)
