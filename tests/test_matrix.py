@@ -18,12 +18,17 @@ from servegate.report.schema import (
 CITED = "https://example.invalid/upstream/issues/1"
 
 
-def case(check: str, outcome: str, deviation: DeviationRecord | None = None) -> Case:
+def case(
+    check: str,
+    outcome: str,
+    deviation: DeviationRecord | None = None,
+    features: tuple[str, ...] = ("v2-rest",),
+) -> Case:
     return Case(
         check=f"conformance/test_x.py::{check}",
         nodeid=f"conformance/test_x.py::{check}",
         name=check,
-        features=["v2-rest"],
+        features=list(features),
         outcome=outcome,  # type: ignore[arg-type]
         deviation=deviation,
     )
@@ -37,13 +42,23 @@ def report(slot: str, cases: list[Case]) -> ConformanceReport:
 
 def reports() -> list[ConformanceReport]:
     entry = DeviationRecord(id="b-422-detail", verdict="expected", reference=CITED, reason="why")
-    a = report("a", [case("test_same", "passed"), case("test_differs[x]", "passed")])
+    # neither offers OpenAI (no openai feature): its checks are no row, whatever their outcome
+    chat = ("openai", "openai-chat")
+    a = report(
+        "a",
+        [
+            case("test_same", "passed"),
+            case("test_differs[x]", "passed"),
+            case("test_chat", "unsupported", features=chat),
+        ],
+    )
     b = report(
         "b",
         [
             case("test_same", "passed"),
             case("test_differs[x]", "expected-deviation", entry),
             case("test_only_b", "failed"),
+            case("test_chat", "failed", features=chat),
         ],
     )
     b.implementation.discovery = [

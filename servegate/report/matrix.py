@@ -8,6 +8,7 @@ import html
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from servegate.features import PROFILES, case_features
 from servegate.report.schema import Case, ConformanceReport
 
 #: outcomes from worst to best: a cell shows the worst outcome among its cases
@@ -49,21 +50,33 @@ class Cell:
         return ", ".join(f"{n} {o}" for o in _RANK if (n := self.outcomes[o]))
 
 
+def _offered(report: ConformanceReport, case: Case) -> bool:
+    """Whether the case belongs to a profile the implementation offers (its core supported):
+    a check of a protocol it does not speak says nothing a user choosing it needs."""
+    needed = case_features(case.features, case.task)
+    return any(
+        p.name in PROFILES and PROFILES[p.name].covers(needed) and not p.missing_core
+        for p in report.profiles
+    )
+
+
 def differences(reports: list[ConformanceReport]) -> dict[str, dict[str, Cell]]:
-    """check function -> implementation slot -> cell, for the functions whose outcome is not
-    the same everywhere or is not a plain pass: the rows where implementations differ."""
+    """check function -> implementation slot -> cell, over the checks of the protocols each
+    implementation offers, for the functions where something failed or deviated, or where the
+    implementations that ran it did not all end the same way."""
     table: dict[str, dict[str, Cell]] = defaultdict(dict)
     for report in reports:
         slot = report.implementation.slot
         for case in report.cases:
+            if not _offered(report, case):
+                continue
             cell = table[_function(case)].setdefault(slot, Cell())
             cell.outcomes[case.outcome] += 1
     return {
         name: cells
         for name, cells in sorted(table.items())
-        if len({c.text() for c in cells.values()}) > 1
-        or len(cells) < len(reports)
-        or any(c.worst != "passed" for c in cells.values())
+        if any(c.worst in ("failed", "error", "expected-deviation") for c in cells.values())
+        or len({c.text() for c in cells.values()}) > 1
     }
 
 
@@ -178,8 +191,9 @@ def implementations_html(reports: list[ConformanceReport]) -> list[str]:
         "(its core feature absent) reads 'not offered'.</p>",
         *_summary_html(reports),
         "<h3>Where they differ</h3>",
-        "<p class='meta'>Checks whose outcome is not a plain pass everywhere; a cell counts the "
-        "check's cases on that implementation.</p>",
+        "<p class='meta'>Checks that failed or deviated somewhere, or ended differently on the "
+        "implementations that ran them; a cell counts the check's cases there, '-' where the "
+        "implementation does not offer the check's protocol.</p>",
         *_differences_html(reports),
     ]
     for report in reports:
