@@ -16,8 +16,8 @@ from servegate.errors import BadTarget, Unreachable
 from servegate.protocols.http import HttpSession
 from servegate.protocols.v2_grpc import V2GrpcClient, call_metadata
 from servegate.targets import Connection, Target
-from tests.servers.grpc_tls import make_self_signed, start_grpc_tls
-from tests.servers.https_v2 import make_certs, start_https_v2, x509
+from tests.servers.grpc_tls import start_grpc_tls
+from tests.servers.https_v2 import make_certs, make_self_signed, start_https_v2, x509
 
 if x509 is None:
     pytest.skip("cryptography makes the test certificates (dev extra)", allow_module_level=True)

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 # Imported with this module, at collection: a first import inside a test that uses pytester
 # would be undone at its teardown, and a second import breaks cryptography's bindings.
@@ -41,13 +42,7 @@ def make_certs(folder: Path) -> Certs:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "servegate test CA")])
     ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
+        _builder(ca_name, ca_name, ca_key, now)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -69,14 +64,9 @@ def make_certs(folder: Path) -> Certs:
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
+        _builder(subject, ca_name, key, now)
         .add_extension(
             x509.SubjectAlternativeName(
                 [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
@@ -92,6 +82,43 @@ def make_certs(folder: Path) -> Certs:
     )
     out = Certs(folder / "ca.pem", folder / "server.pem", folder / "server.key")
     out.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    _write(out, cert, key)
+    return out
+
+
+def make_self_signed(folder: Path) -> Certs:
+    """A self-signed certificate for 127.0.0.1 (its own CA, as a dev server's often is)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    cert = (
+        _builder(name, name, key, now)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    out = Certs(ca=folder / "self.pem", cert=folder / "self.pem", key=folder / "self-key.pem")
+    _write(out, cert, key)
+    return out
+
+
+def _builder(subject: Any, issuer: Any, key: Any, now: dt.datetime) -> Any:
+    """A certificate builder valid from five minutes ago for a day."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+    )
+
+
+def _write(out: Certs, cert: Any, key: Any) -> None:
     out.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     out.key.write_bytes(
         key.private_bytes(
@@ -100,7 +127,6 @@ def make_certs(folder: Path) -> Certs:
             serialization.NoEncryption(),
         )
     )
-    return out
 
 
 @dataclass
