@@ -245,25 +245,8 @@ def test_stream_finish_reason_once_per_choice_in_its_last_chunk(
         expect(got[0][1] in FINISH_REASONS[endpoint], rule, f"finish_reason {got[0][1]!r}", stream)
 
 
-@pytest.mark.parametrize(
-    "endpoint",
-    [
-        pytest.param(
-            COMPLETIONS,
-            id="completions",
-            marks=pytest.mark.features(
-                "openai", "openai-completions", "openai-stream", "openai-deterministic"
-            ),
-        ),
-        pytest.param(
-            CHAT,
-            id="chat",
-            marks=pytest.mark.features(
-                "openai", "openai-chat", "openai-stream", "openai-deterministic"
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.features("openai-deterministic")
 @pytest.mark.parametrize("task", GENERATIVE_TASKS)
 def test_stream_text_equals_the_non_streamed_text(
     openai_client: OpenAIClient,
@@ -296,25 +279,8 @@ def test_stream_text_equals_the_non_streamed_text(
     )
 
 
-@pytest.mark.parametrize(
-    "endpoint",
-    [
-        pytest.param(
-            COMPLETIONS,
-            id="completions",
-            marks=pytest.mark.features(
-                "openai", "openai-completions", "openai-stream", "openai-stream-usage"
-            ),
-        ),
-        pytest.param(
-            CHAT,
-            id="chat",
-            marks=pytest.mark.features(
-                "openai", "openai-chat", "openai-stream", "openai-stream-usage"
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.features("openai-stream-usage")
 @pytest.mark.parametrize("task", GENERATIVE_TASKS)
 def test_stream_include_usage_sends_one_final_usage_chunk(
     streamed: Callable[..., Stream], endpoint: str, task: str, task_model: ModelInfo
