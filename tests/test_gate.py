@@ -245,3 +245,97 @@ def test_bad_thresholds_file_exits_2(passing_reports, tmp_path, capsys):
     (tmp_path / "t.yaml").write_text("thresholds:\n  - metric: x\n")
     status, lines = gate(capsys, passing_reports, "--thresholds", str(tmp_path / "t.yaml"))
     assert status == 2 and "needs min or max" in lines[0]
+
+
+def _run_document(valid: bool) -> dict:
+    """A load-run result as the Locust side writes it, client-bound or not."""
+    from servegate.load import results
+    from servegate.load.metrics import Samples
+    from servegate.load.validity import Validity
+
+    samples = Samples()
+    for i in range(100):
+        samples.add("infer", 10.0 + i % 5, at=float(i) / 100)
+    validity = Validity()
+    if not valid:
+        validity.cpu(97.0)
+    return results.build_run_result(
+        "v2", samples, started=0.0, ended=1.0, target={}, config={}, validity=validity.report()
+    )
+
+
+@pytest.mark.parametrize("valid", [True, False])
+def test_a_load_run_marked_invalid_fails_a_gate_with_thresholds(
+    passing_reports, tmp_path, capsys, valid
+):
+    """The gate reads the run's own ``validity.valid``, the field the writer writes."""
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    for path in passing_reports.glob("conformance-*.json"):
+        (reports / path.name).write_text(path.read_text())
+    write_load(reports, "load-v2.json", _run_document(valid))
+    # limits by path, which every servegate reads, and limits on the run's own figures
+    for text in (
+        "thresholds: [{metric: totals.requests_per_s, min: 50}]\n",
+        "min_throughput_rps: 50\nmax_p99_ms: 100\n",
+    ):
+        (tmp_path / "t.yaml").write_text(text)
+        status, lines = gate(capsys, reports, "--thresholds", str(tmp_path / "t.yaml"))
+        if valid:
+            assert status == 0, lines
+            continue
+        assert status == 1
+        assert lines[0] == (
+            "servegate gate: FAIL: load load-v2.json: run marked invalid: cpu_warning: the load "
+            "generator ran above 90 % CPU (max 97 %, 1 warnings)"
+        )
+    if valid:
+        assert any("load-v2.json: min_throughput_rps, max_p99_ms hold" in line for line in lines)
+    else:
+        assert status == 1
+        assert lines[0] == (
+            "servegate gate: FAIL: load load-v2.json: run marked invalid: cpu_warning: the load "
+            "generator ran above 90 % CPU (max 97 %, 1 warnings)"
+        )
+    # allow_invalid reads the figures all the same
+    (tmp_path / "t.yaml").write_text("allow_invalid: true\nmin_throughput_rps: 50\n")
+    assert gate(capsys, reports, "--thresholds", str(tmp_path / "t.yaml"))[0] == 0
+
+
+def test_run_limits_apply_to_load_runs_through_the_locust_evaluator(
+    passing_reports, tmp_path, capsys
+):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    for path in passing_reports.glob("conformance-*.json"):
+        (reports / path.name).write_text(path.read_text())
+    write_load(reports, "load-v2.json", _run_document(True))
+    (tmp_path / "t.yaml").write_text("min_throughput_rps: 500\n")
+    status, lines = gate(capsys, reports, "--thresholds", str(tmp_path / "t.yaml"))
+    assert status == 1
+    assert lines[0] == (
+        "servegate gate: FAIL: load load-v2.json: throughput 100.00 req/s is below the minimum "
+        "500 req/s"
+    )
+    # a run limit with no load run to apply to fails too: nothing to check is no pass
+    (reports / "load-v2.json").unlink()
+    write_load(reports, "load-other.json", {"points": []})
+    status, lines = gate(capsys, reports, "--thresholds", str(tmp_path / "t.yaml"))
+    assert status == 1 and "min_throughput_rps need a load run" in lines[0]
+
+
+def test_a_load_result_from_a_newer_servegate_is_named_not_guessed(
+    passing_reports, tmp_path, capsys
+):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    for path in passing_reports.glob("conformance-*.json"):
+        (reports / path.name).write_text(path.read_text())
+    write_load(reports, "load-v2.json", {**_run_document(True), "schema_version": 99})
+    (tmp_path / "t.yaml").write_text("min_throughput_rps: 5\n")
+    status, lines = gate(capsys, reports, "--thresholds", str(tmp_path / "t.yaml"))
+    assert status == 1
+    assert lines[0].startswith(
+        "servegate gate: FAIL: load load-v2.json: unreadable: schema_version 99, this servegate "
+        "reads up to 1"
+    )

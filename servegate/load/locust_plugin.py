@@ -20,7 +20,7 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 from servegate.errors import ServegateError
-from servegate.load import plots, results, thresholds
+from servegate.load import goodput, plots, results, telemetry, thresholds
 from servegate.load.metrics import Samples, StreamTiming
 from servegate.load.scenario import ScenarioError, ScenarioOptions
 from servegate.load.validity import PROBE_INTERVAL_S, Validity
@@ -31,6 +31,8 @@ log = logging.getLogger("servegate.load")
 EXIT_BREACHED = 1
 EXIT_ABORTED = 2
 ABORT_MESSAGE = "servegate_abort"
+#: the key of a request event's context that carries the request's own figures (goodput)
+REQUEST_RECORD = "servegate_request"
 
 
 class RunState:
@@ -45,7 +47,10 @@ class RunState:
         self.consecutive_failures = 0
         self.any_success = False
         self.options: ScenarioOptions | None = None
-        self.thresholds: dict[str, Any] | None = None
+        self.thresholds: thresholds.Thresholds | None = None
+        #: per-request SLOs (--slo), in ms; None: no goodput
+        self.slos: dict[str, float] | None = None
+        self.scraper: telemetry.Scraper | None = None
         self.written: dict[str, Path] = {}
         self.workers = 0
 
@@ -120,8 +125,37 @@ def _add_options(parser: Any) -> None:
         "late sends are counted); 0: back to back",
     )
     group.add_argument("--thresholds", default="", help="thresholds file: a breach exits 1")
+    group.add_argument(
+        "--slo",
+        default="",
+        metavar="LIST",
+        help="per-request SLOs for the goodput, e.g. ttft<300ms,itl<40ms,e2e<2s "
+        "(metrics ttft, itl, tpot, e2e; a request is good when every one holds)",
+    )
+    group.add_argument(
+        "--metrics-url",
+        default="",
+        help="the target's Prometheus /metrics to scrape during the run; default: tried at "
+        "the host's port, 8082 and 8002; 'off': none",
+    )
+    group.add_argument(
+        "--metrics-interval",
+        type=float,
+        default=1.0,
+        help="seconds between two scrapes of --metrics-url",
+    )
+    group.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another metric to keep from /metrics (a gauge as it is, a counter as a rate, "
+        "a histogram as its mean); repeatable",
+    )
     group.add_argument("--report-name", default="", help="results go to reports/load-<name>.*")
-    group.add_argument("--reports-dir", default="reports")
+    group.add_argument(
+        "--reports-dir", default="reports", help="folder of the results (default reports)"
+    )
     group.add_argument(
         "--skip-preflight",
         action="store_true",
@@ -210,7 +244,14 @@ class ProtocolUser(User):
         STATE.validity.send((now - self._next_send) * 1000.0)
         self._next_send += interval
 
-    def fire(self, name: str, ms: float, length: int = 0, error: str | None = None) -> None:
+    def fire(
+        self,
+        name: str,
+        ms: float,
+        length: int = 0,
+        error: str | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> None:
         """One request event: Locust's statistics and servegate's raw samples alike."""
         self.environment.events.request.fire(
             request_type=self.protocol,
@@ -218,7 +259,7 @@ class ProtocolUser(User):
             response_time=ms,
             response_length=length,
             exception=ServegateError(error) if error else None,
-            context={},
+            context=context or {},
         )
 
     def fire_stream(self, name: str, timing: StreamTiming, error: str | None = None) -> None:
@@ -227,7 +268,15 @@ class ProtocolUser(User):
         if error is not None:
             self.fire(name, e2e, error=error)
             return
-        self.fire(name, e2e, length=timing.output_tokens)
+        record = goodput.request_record(
+            True,
+            e2e,
+            ttft_ms=timing.ttft_ms,
+            itl_ms=timing.itl_ms,
+            tpot_ms=timing.tpot_ms,
+            streamed=True,
+        )
+        self.fire(name, e2e, length=timing.output_tokens, context={REQUEST_RECORD: record})
         STATE.samples.output_tokens += timing.output_tokens
         if timing.ttft_ms is not None:
             self.fire(results.stream_metric_name(name, "ttft"), timing.ttft_ms)
@@ -267,6 +316,13 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if parsed is None:
         return
     STATE.validity.tolerance_ms = float(getattr(parsed, "lag_tolerance_ms", 5.0))
+    try:
+        slo = str(getattr(parsed, "slo", "") or "")
+        STATE.slos = goodput.parse_slos(slo) if slo.strip() else None
+    except ServegateError as exc:
+        log.error("servegate: %s", exc)
+        environment.process_exit_code = EXIT_ABORTED
+        STATE.aborted = str(exc)
     if getattr(parsed, "tags", None):
         # tags select scenarios: a user class left with no task is dropped, not started empty
         kept = [u for u in environment.user_classes if u.tasks]
@@ -298,6 +354,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         return
     if isinstance(runner, MasterRunner):
         STATE.workers = runner.worker_count
+    gevent.spawn(_scrape_metrics, environment)
     if STATE.aborted:
         abort_now = STATE.aborted
         STATE.aborted = None
@@ -321,6 +378,24 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     )
 
 
+def _scrape_metrics(environment: Environment) -> None:
+    """Find the target's /metrics and scrape it until the run ends (master or local runner)."""
+    parsed = environment.parsed_options
+    names = [n.strip() for item in getattr(parsed, "metric", []) or [] for n in item.split(",")]
+    scraper = telemetry.Scraper.find(
+        environment.host or "",
+        str(getattr(parsed, "metrics_url", "") or ""),
+        interval_s=max(float(getattr(parsed, "metrics_interval", 1.0) or 1.0), 0.1),
+        extra=[n for n in names if n],
+    )
+    STATE.scraper = scraper
+    if scraper.status != "scraped":
+        log.info("servegate: server telemetry %s: %s", scraper.status, scraper.note)
+        return
+    log.info("servegate: scraping %s every %g s", scraper.url, scraper.interval_s)
+    scraper.run(until=lambda: STATE.ended is not None or bool(STATE.aborted), sleep=gevent.sleep)
+
+
 def _probe_loop_lag() -> None:
     """Measure how late the gevent loop wakes a 10 ms sleeper, for as long as the run lasts."""
     while STATE.ended is None and not STATE.aborted:
@@ -332,8 +407,18 @@ def _probe_loop_lag() -> None:
 
 @events.request.add_listener
 def _on_request(
-    request_type: str, name: str, response_time: float, exception: Any = None, **_: Any
+    request_type: str,
+    name: str,
+    response_time: float,
+    exception: Any = None,
+    context: dict[str, Any] | None = None,
+    **_: Any,
 ) -> None:
+    if STATE.slos is not None and results.split_metric_name(name)[1] is None:
+        record = (context or {}).get(REQUEST_RECORD) or goodput.request_record(
+            exception is None, response_time
+        )
+        STATE.samples.per_request.append(record)
     if exception is not None:
         STATE.samples.fail(name, str(exception))
         STATE.consecutive_failures += 1
@@ -396,6 +481,12 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         environment.process_exit_code = EXIT_ABORTED
 
 
+def _telemetry_report(started: float) -> dict[str, Any]:
+    if STATE.scraper is None:
+        return {"status": "absent", "note": "the scraper had not found the endpoint yet"}
+    return STATE.scraper.report(started)
+
+
 def write_results(environment: Environment) -> dict[str, Any]:
     """Write reports/load-<name>.* and apply the thresholds; returns the document."""
     parsed = environment.parsed_options
@@ -422,6 +513,7 @@ def write_results(environment: Environment) -> dict[str, Any]:
         "processes": getattr(parsed, "processes", None),
         "workers": STATE.workers,
         "tags": getattr(parsed, "tags", None),
+        "slo": goodput.describe(STATE.slos) if STATE.slos else None,
     }
     document = results.build_run_result(
         name,
@@ -431,6 +523,8 @@ def write_results(environment: Environment) -> dict[str, Any]:
         target=target,
         config=config,
         validity=STATE.validity.report(),
+        slos=STATE.slos,
+        telemetry=_telemetry_report(started),
     )
     if STATE.thresholds is not None:
         breaches = thresholds.evaluate(document, STATE.thresholds)
@@ -440,7 +534,7 @@ def write_results(environment: Environment) -> dict[str, Any]:
         if breaches:
             environment.process_exit_code = EXIT_BREACHED
         else:
-            log.info("servegate: thresholds passed (%s)", STATE.thresholds["file"])
+            log.info("servegate: thresholds passed (%s)", STATE.thresholds.source)
     reports_dir = Path(getattr(parsed, "reports_dir", "reports") or "reports")
     STATE.written = results.write_run(reports_dir, document, STATE.samples)
     try:

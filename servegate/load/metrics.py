@@ -127,6 +127,8 @@ class Samples:
     #: last failure message per name, to say what went wrong
     last_error: dict[str, str] = field(default_factory=dict)
     output_tokens: int = 0
+    #: each request's own figures (servegate.load.goodput.request_record), for the goodput
+    per_request: list[dict] = field(default_factory=list)
 
     def add(self, name: str, value_ms: float, at: float | None = None) -> None:
         self.values.setdefault(name, []).append(float(value_ms))
@@ -146,6 +148,7 @@ class Samples:
             "failures": self.failures,
             "last_error": self.last_error,
             "output_tokens": self.output_tokens,
+            "per_request": self.per_request,
         }
 
     def merge(self, other: dict) -> None:
@@ -158,12 +161,14 @@ class Samples:
             self.failures[name] = self.failures.get(name, 0) + count
         self.last_error.update(other.get("last_error", {}))
         self.output_tokens += int(other.get("output_tokens", 0))
+        self.per_request.extend(other.get("per_request", []))
 
     def drain(self) -> dict:
         """to_dict() and clear, for shipping to the master in increments."""
         out = self.to_dict()
         self.values, self.stamps, self.failures, self.last_error = {}, {}, {}, {}
         self.output_tokens = 0
+        self.per_request = []
         return out
 
 

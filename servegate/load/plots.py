@@ -8,6 +8,9 @@ from typing import Any
 
 from servegate.load.metrics import Samples
 
+#: scraped series plotted under the latency, at most (the rest stay in the JSON)
+MAX_TELEMETRY_PANELS = 6
+
 
 def _pyplot() -> Any:
     import matplotlib
@@ -19,12 +22,36 @@ def _pyplot() -> Any:
 
 
 def run_plot(path: Path, document: Mapping[str, Any], samples: Samples) -> None:
-    """Latency over time per request name, and the streaming metrics' distributions."""
+    """Latency over time per request name, the server's scraped series under it on the same
+    time axis, and the streaming metrics' distributions."""
     plt = _pyplot()
     streams = [n for n in samples.values if ":" in n]
     requests = [n for n in samples.values if ":" not in n]
     ncols = 2 if streams else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4), squeeze=False)
+    series = list(((document.get("telemetry") or {}).get("series") or {}).items())
+    series = series[:MAX_TELEMETRY_PANELS]
+    heights = [4.0] + [1.6] * len(series)
+    fig, axes = plt.subplots(
+        1 + len(series),
+        ncols,
+        figsize=(6 * ncols, sum(heights)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
+    for row, (name, data) in enumerate(series, start=1):
+        tax = axes[row][0]
+        points = [
+            (t, v) for t, v in zip(data["t_s"], data["values"], strict=False) if v is not None
+        ]
+        tax.plot([p[0] for p in points], [p[1] for p in points], "-", linewidth=1)
+        tax.set_ylabel(name, fontsize=7)
+        tax.set_title(f"server: {data['metric']}", fontsize=7, loc="left")
+        tax.tick_params(labelsize=7)
+        tax.grid(alpha=0.3)
+        if row == len(series):
+            tax.set_xlabel("time since start (s)")
+        for extra in axes[row][1:]:
+            extra.axis("off")
     ax = axes[0][0]
     start = document["started"]
     for name in requests:
@@ -40,6 +67,11 @@ def run_plot(path: Path, document: Mapping[str, Any], samples: Samples) -> None:
     ax.set_title("request latency")
     if requests:
         ax.legend(fontsize=7)
+    if series:
+        # one time axis for latency and the server's series, so a queue build-up lines up
+        # with the latency it caused
+        for row in range(1, len(series) + 1):
+            axes[row][0].sharex(ax)
     if streams:
         ax = axes[0][1]
         data = [samples.values[n] for n in sorted(streams)]

@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from servegate.load import goodput
+from servegate.load.document import SCHEMA_VERSION, LoadRun, dump_run
 from servegate.load.metrics import PERCENTILES, STREAM_METRICS, Samples, rate, summarize
-
-SCHEMA_VERSION = 1
 
 #: a metric name "<request name>:<ttft|itl|tpot|e2e>" is a streaming metric of that request
 STREAM_SEPARATOR = ":"
@@ -71,8 +71,12 @@ def build_run_result(
     target: Mapping[str, Any],
     config: Mapping[str, Any],
     validity: Mapping[str, Any],
+    slos: Mapping[str, float] | None = None,
+    telemetry: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON document of one load run (kind "load-run")."""
+    """The JSON document of one load run (kind "load-run"), checked against the model the
+    gate reads it with; ``slos`` (per request, ms) add the goodput, ``telemetry`` the
+    server's scraped series."""
     duration = max(ended - started, 1e-9)
     requests: list[dict[str, Any]] = []
     streaming: dict[str, dict[str, Any]] = {}
@@ -111,7 +115,7 @@ def build_run_result(
         "output_tokens": samples.output_tokens,
         "output_tokens_per_s": rate(samples.output_tokens, duration),
     }
-    return _clean(
+    document = _clean(
         {
             "schema_version": SCHEMA_VERSION,
             "kind": "load-run",
@@ -127,8 +131,11 @@ def build_run_result(
             "requests": requests,
             "streaming": streaming,
             "thresholds": None,
+            "goodput": goodput.compute(samples.per_request, slos, duration) if slos else None,
+            "telemetry": dict(telemetry) if telemetry is not None else None,
         }
     )
+    return dump_run(LoadRun.model_validate(document))
 
 
 def paths_for(reports_dir: Path, name: str) -> dict[str, Path]:
@@ -139,6 +146,9 @@ def paths_for(reports_dir: Path, name: str) -> dict[str, Path]:
 
 
 def write_json(path: Path, document: Mapping[str, Any]) -> None:
+    if document.get("kind") == "load-run":
+        # what the gate will read back: a field the model refuses fails here, not there
+        LoadRun.model_validate(_clean(dict(document)))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         json.dumps(_clean(dict(document)), indent=2, sort_keys=False) + "\n", encoding="utf-8"
@@ -233,6 +243,41 @@ def validity_lines(validity: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def goodput_lines(block: Mapping[str, Any] | None) -> list[str]:
+    if not block:
+        return []
+    slos = ", ".join(f"{m} < {v:g} ms" for m, v in block["slos_ms"].items())
+    met = ", ".join(f"{m} {n}" for m, n in block.get("met", {}).items())
+    return [
+        "",
+        f"Goodput (per-request SLOs {slos}): **{fmt(block['requests_per_s'])} req/s**, "
+        f"{block['good_requests']} of {block['requests']} requests "
+        f"({fmt(100 * block['fraction'])} %) met every SLO (met each: {met}).",
+    ]
+
+
+def telemetry_lines(block: Mapping[str, Any] | None) -> list[str]:
+    if not block:
+        return []
+    where = f" from {block['url']}" if block.get("url") else ""
+    out = [
+        "",
+        f"Server telemetry{where}: {block['status']}"
+        + (f" — {block['note']}" if block.get("note") else "")
+        + ".",
+    ]
+    rows = []
+    for name, series in (block.get("series") or {}).items():
+        seen = [v for v in series.get("values", []) if v is not None]
+        if seen:
+            rows.append(
+                [name, series["metric"], len(seen), min(seen), sum(seen) / len(seen), max(seen)]
+            )
+    if rows:
+        out += ["", markdown_table(["series", "metric", "scrapes", "min", "mean", "max"], rows)]
+    return out
+
+
 def run_markdown(document: Mapping[str, Any]) -> str:
     t = document["totals"]
     out = [f"## Load run `{document['name']}`", ""]
@@ -292,6 +337,8 @@ def run_markdown(document: Mapping[str, Any]) -> str:
         out.append(
             markdown_table(["stream", "metric", "samples", "p50 ms", "p90 ms", "p99 ms"], srows)
         )
+    out += goodput_lines(document.get("goodput"))
+    out += telemetry_lines(document.get("telemetry"))
     th = document.get("thresholds")
     if th:
         out.append("")

@@ -1,82 +1,29 @@
 """The promotion gate: every requested profile succeeds on every target, no check that belongs
 to no profile failed (checks of profiles not gated do not count), and the load thresholds hold.
 
-The thresholds file (YAML or JSON) names figures of the load results by path
-(servegate.report.load.resolve)::
-
-    files: "load-*.json"        # which load results to read (default), in the reports folder
-    require: true               # no load result at all fails the gate (default true)
-    allow_invalid: false        # a run marked "valid": false fails the gate (default)
-    thresholds:
-      - metric: summary.requests_per_second
-        min: 20
-      - metric: "scenarios.*.p99_ms"     # every scenario's p99
-        max: 800
-      - metric: summary.error_rate
-        max: 0.01
-        files: "load-v2*.json"            # only these results
-
-A metric is checked in every file that has it; a metric no file has fails the gate (a typo must
-not pass silently).
+The thresholds file is the one format of servegate.load.thresholds, shared with the Locust
+run's ``--thresholds``: its limits on a load run's own figures apply to every load run read
+(``kind: "load-run"``), its path limits (``thresholds: [{metric, min, max, files}]``) to any load
+result. A path no file has fails the gate (a typo must not pass silently); so does a run marked
+invalid (``validity.valid: false``) unless the file says ``allow_invalid: true``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
-
-from servegate.errors import ServegateError
 from servegate.features import PROFILES, case_features
+from servegate.load.thresholds import Thresholds, ThresholdsError, evaluate, load_thresholds
 from servegate.report.load import LOAD_GLOB, LoadResult, read_load_results, resolve
 from servegate.report.profiles import evaluate_profile
 from servegate.report.schema import ConformanceReport
 
 
-class Threshold(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    metric: str
-    min: float | None = None
-    max: float | None = None
-    files: str | None = None
-
-    @model_validator(mode="after")
-    def _bound(self) -> Threshold:
-        if self.min is None and self.max is None:
-            raise ValueError(f"threshold {self.metric!r} needs min or max")
-        return self
-
-
-class Thresholds(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    files: str = LOAD_GLOB
-    require: bool = True
-    allow_invalid: bool = False
-    thresholds: list[Threshold] = []
-
-
 def read_thresholds(path: Path) -> Thresholds:
     """Read a thresholds file; ServegateError naming the file and the problem."""
-    try:
-        text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise ServegateError(f"thresholds file {path}: {exc}") from None
-    if isinstance(data, list):
-        data = {"thresholds": data}
-    try:
-        return Thresholds.model_validate(data or {})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '(file)'}: {e['msg']}" for e in exc.errors()[:5]
-        )
-        raise ServegateError(f"thresholds file {path}: {problems}") from None
+    return load_thresholds(path)
 
 
 @dataclass(frozen=True)
@@ -182,23 +129,6 @@ def gate_profiles(reports: list[ConformanceReport], profiles: Iterable[str] = ()
     return findings
 
 
-def _check(threshold: Threshold, name: str, where: str, value: float) -> Finding:
-    subject = f"load {name} {where}"
-    if threshold.min is not None and value < threshold.min:
-        return Finding(False, subject, f"{value:g} < min {threshold.min:g}")
-    if threshold.max is not None and value > threshold.max:
-        return Finding(False, subject, f"{value:g} > max {threshold.max:g}")
-    bounds = " and ".join(
-        b
-        for b in (
-            f">= {threshold.min:g}" if threshold.min is not None else "",
-            f"<= {threshold.max:g}" if threshold.max is not None else "",
-        )
-        if b
-    )
-    return Finding(True, subject, f"{value:g} {bounds}")
-
-
 def gate_load(reports_dir: Path, thresholds: Thresholds | None) -> list[Finding]:
     """Findings for the load results: their own verdicts always; validity and the thresholds
     when a thresholds file is given."""
@@ -218,39 +148,70 @@ def gate_load(reports_dir: Path, thresholds: Thresholds | None) -> list[Finding]
         )
         return findings
     usable: list[LoadResult] = []
+    invalid: list[LoadResult] = []
     for r in results:
         if r.error:
             continue
         if r.valid is False and not thresholds.allow_invalid:
+            invalid.append(r)
             findings.append(
-                Finding(
-                    False,
-                    f"load {r.path.name}",
-                    f"run marked invalid: {r.invalid_reason or 'no reason given'}",
-                )
+                Finding(False, f"load {r.path.name}", f"run marked invalid: {r.invalid_reason}")
             )
             continue
         usable.append(r)
-    for threshold in thresholds.thresholds:
-        pool = [r for r in usable if threshold.files is None or r.path.match(threshold.files)]
+    if usable or not invalid:
+        # (runs read but all invalid already failed above; "no run" would only repeat it)
+        findings += _run_limits(usable, thresholds)
+    for limit in thresholds.thresholds:
+        pool = [r for r in usable if limit.applies_to(r.path.name)]
         seen = 0
         for r in pool:
-            for where, value in resolve(r.data, threshold.metric):
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    findings.append(
-                        Finding(False, f"load {r.path.name} {where}", f"not a number: {value!r}")
-                    )
+            for where, value in resolve(r.data, limit.metric):
+                subject = f"load {r.path.name} {where}"
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    findings.append(Finding(False, subject, f"not a number: {value!r}"))
                     continue
                 seen += 1
-                findings.append(_check(threshold, r.path.name, where, float(value)))
-        if not seen:
+                ok, detail = limit.check(float(value))
+                findings.append(Finding(ok, subject, detail))
+        if not seen and not any(limit.applies_to(r.path.name) for r in invalid):
+            # (a figure of an invalid run only: the run already failed above)
             findings.append(
                 Finding(
                     False,
-                    f"load metric {threshold.metric}",
+                    f"load metric {limit.metric}",
                     f"found in no load result ({len(pool)} read)",
                 )
             )
+    return findings
+
+
+def _run_limits(usable: list[LoadResult], thresholds: Thresholds) -> list[Finding]:
+    """The limits on load runs' own figures, through the evaluator the Locust run uses."""
+    names = thresholds.run_limits()
+    if not names:
+        return []
+    runs = [r for r in usable if r.run is not None]
+    if not runs:
+        return [
+            Finding(
+                False,
+                "load runs",
+                f"{', '.join(names)} need a load run (kind load-run); none among "
+                f"{len(usable)} usable result(s)",
+            )
+        ]
+    findings = []
+    for r in runs:
+        subject = f"load {r.path.name}"
+        try:
+            breaches = evaluate(r.data, thresholds, validity=False, paths=False)
+        except ThresholdsError as exc:
+            findings.append(Finding(False, subject, str(exc)))
+            continue
+        findings += [Finding(False, subject, b.message) for b in breaches]
+        if not breaches:
+            findings.append(Finding(True, subject, f"{', '.join(names)} hold"))
     return findings
 
 

@@ -20,7 +20,6 @@ from servegate.report.load import (
     Table,
     find_plots,
     read_load_results,
-    tables_of,
 )
 from servegate.report.matrix import implementations_html
 from servegate.report.schema import OUTCOMES, Case, ConformanceReport, Counts, ExchangeRecord
@@ -269,7 +268,7 @@ def _load_html(results: list[LoadResult], plots: Iterable[Path]) -> list[str]:
             out.append(
                 f"<p class='invalid'>thresholds breached: {_e('; '.join(result.breaches))}</p>"
             )
-        for table in tables_of(result.data):
+        for table in result.tables():
             out += _table_html(table)
         out += [_plot_html(p) for p in result.plots]
     if loose:

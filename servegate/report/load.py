@@ -1,26 +1,29 @@
 """Load-test results as the reports, the HTML page and the gate read them.
 
-The load tests write ``reports/load-*.json`` (and PNG plots) in a format of their own, so this
-module assumes no schema: any JSON is shown as tables, and only these fields mean something:
+Every ``reports/load-*.json`` is read through the load result model that its writer uses
+(servegate.load.document): a load run (``kind: "load-run"``) field by field, any other result
+(experiments, benchmarks, other tools' files) for the fields every reader relies on:
 
-- ``valid``: ``false`` marks a run whose figures cannot be trusted (client-bound); the reason is
-  read from ``invalid_reason``, ``invalid_reasons`` or ``reason``. A gate with thresholds fails
-  on such a run.
-- ``passed``: ``false`` is the run's own threshold verdict; ``breaches`` (a list of texts or
-  objects) says what broke. Also read under a ``gate`` or ``thresholds`` object. A ``false``
-  verdict fails the gate.
+- ``validity.valid``: ``false`` marks a run whose figures cannot be trusted (client-bound), its
+  ``flags`` say why. A gate with thresholds fails on such a run. (A top-level ``valid`` with
+  ``invalid_reason`` is read too, for results written by other tools.)
+- ``thresholds.passed``: ``false`` is the run's own threshold verdict; ``breaches`` says what
+  broke. A ``false`` verdict always fails the gate.
 - ``name`` or ``title``: a heading for the result.
 
-Anything else is data: the thresholds file names it by path (servegate.report.gate).
+Anything else is data: the thresholds file names it by path (:func:`resolve`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from servegate.load.document import LoadDocument, LoadResultError, LoadRun, parse_document
 
 LOAD_GLOB = "load-*.json"
 #: plots bigger than this are listed, not embedded, so the HTML page stays a sane size
@@ -39,76 +42,155 @@ class Table:
 class LoadResult:
     path: Path
     data: Any = None
-    #: why the file could not be read (then data is None)
+    #: why the file could not be read (then data and doc are None)
     error: str | None = None
     plots: list[Path] = field(default_factory=list)
+    doc: LoadDocument | None = None
 
     @property
     def title(self) -> str:
-        if isinstance(self.data, dict):
-            for key in ("name", "title"):
-                if isinstance(self.data.get(key), str):
-                    return str(self.data[key])
+        if self.doc is not None:
+            for value in (self.doc.name, self.doc.title):
+                if value:
+                    return value
         return self.path.stem
 
     @property
+    def run(self) -> LoadRun | None:
+        """The load run, when the file is one."""
+        return self.doc if isinstance(self.doc, LoadRun) else None
+
+    @property
     def valid(self) -> bool | None:
-        value = self.data.get("valid") if isinstance(self.data, dict) else None
-        return value if isinstance(value, bool) else None
+        return None if self.doc is None else self.doc.is_valid()
 
     @property
     def invalid_reason(self) -> str:
-        if not isinstance(self.data, dict):
-            return ""
-        for key in ("invalid_reason", "invalid_reasons", "reason"):
-            value = self.data.get(key)
-            if isinstance(value, list):
-                return "; ".join(map(str, value))
-            if value:
-                return str(value)
-        return ""
-
-    def _verdict_holder(self) -> dict[str, Any] | None:
-        if not isinstance(self.data, dict):
-            return None
-        if isinstance(self.data.get("passed"), bool):
-            return self.data
-        for key in ("gate", "thresholds"):
-            inner = self.data.get(key)
-            if isinstance(inner, dict) and isinstance(inner.get("passed"), bool):
-                return inner
-        return None
+        return "" if self.doc is None else self.doc.invalid_why()
 
     @property
     def own_verdict(self) -> bool | None:
         """The run's own threshold verdict, when it recorded one."""
-        holder = self._verdict_holder()
-        return None if holder is None else bool(holder["passed"])
+        verdict = None if self.doc is None else self.doc.verdict()
+        return None if verdict is None else verdict.passed
 
     @property
     def breaches(self) -> list[str]:
-        holder = self._verdict_holder() or (self.data if isinstance(self.data, dict) else {})
-        value = holder.get("breaches") if isinstance(holder, dict) else None
-        if not isinstance(value, list):
-            return []
-        return [v if isinstance(v, str) else json.dumps(v, default=str) for v in value]
+        verdict = None if self.doc is None else self.doc.verdict()
+        return [] if verdict is None else verdict.lines()
+
+    def tables(self) -> list[Table]:
+        """The tables the HTML page shows: a load run's figures, else whatever the file holds."""
+        if self.run is not None:
+            return run_tables(self.run)
+        return tables_of(self.data)
 
 
 def read_load_results(reports_dir: Path, pattern: str = LOAD_GLOB) -> list[LoadResult]:
     """Every load result in ``reports_dir`` matching ``pattern``, each with its plots; a file
-    that is not JSON is kept with its error, never raised."""
+    that cannot be read as a load result is kept with its error, never raised."""
     plots = find_plots(reports_dir)
     out: list[LoadResult] = []
     for path in sorted(reports_dir.glob(pattern)):
         if not path.is_file():
             continue
         try:
-            result = LoadResult(path, data=json.loads(path.read_text()))
+            data = json.loads(path.read_text())
+            result = LoadResult(path, data=data, doc=parse_document(data, path.name))
         except (OSError, ValueError) as exc:
             result = LoadResult(path, error=f"{type(exc).__name__}: {exc}")
+        except LoadResultError as exc:
+            result = LoadResult(path, error=str(exc).removeprefix(f"{path.name}: "))
         result.plots = [p for p in plots if p.name.startswith(path.stem)]
         out.append(result)
     return out
+
+
+def _summary_row(name: str, metric: str, s: Any) -> list[Any]:
+    return [name, metric, s.count, s.mean, s.p50, s.p90, s.p99, s.max]
+
+
+def _series_stats(values: list[float | None]) -> tuple[Any, Any, Any, Any]:
+    seen = [v for v in values if v is not None and math.isfinite(v)]
+    if not seen:
+        return None, None, None, None
+    return min(seen), sum(seen) / len(seen), max(seen), seen[-1]
+
+
+def run_tables(run: LoadRun) -> list[Table]:
+    """A load run's figures as the page shows them (raw series stay in the JSON and the plot)."""
+    t = run.totals
+    config = {k: v for k, v in run.config.items() if v not in (None, "", [])}
+    summary: list[list[Any]] = [
+        ["target", run.target.get("host")],
+        ["model", run.target.get("model")],
+        ["scenarios", ", ".join(run.target.get("scenarios") or [])],
+        ["duration s", run.duration_s],
+        *[[k, v if not isinstance(v, list | dict) else json.dumps(v)] for k, v in config.items()],
+        ["valid", run.validity.valid],
+        ["requests", t.requests],
+        ["failures", t.failures],
+        ["error rate", t.error_rate],
+        ["req/s", t.requests_per_s],
+        ["output tokens/s", t.output_tokens_per_s],
+    ]
+    tables = [Table("run", ["field", "value"], summary)]
+    tables.append(
+        Table(
+            "requests (latency ms)",
+            ["request", "requests", "failures", "req/s", "p50", "p90", "p99", "max"],
+            [
+                [
+                    r.name,
+                    r.requests,
+                    r.failures,
+                    r.requests_per_s,
+                    r.latency_ms.p50,
+                    r.latency_ms.p90,
+                    r.latency_ms.p99,
+                    r.latency_ms.max,
+                ]
+                for r in run.requests
+            ],
+        )
+    )
+    if run.streaming:
+        rows = [
+            _summary_row(name, metric.removesuffix("_ms").upper(), s)
+            for name, metrics in run.streaming.items()
+            for metric, s in metrics.items()
+        ]
+        tables.append(
+            Table(
+                "streaming (ms)",
+                ["stream", "metric", "samples", "mean", "p50", "p90", "p99", "max"],
+                rows,
+            )
+        )
+    g = run.goodput
+    if g is not None:
+        slos = ", ".join(f"{m} < {v:g} ms" for m, v in g.slos_ms.items())
+        rows = [
+            ["SLOs (per request)", slos],
+            ["good / all requests", f"{g.good_requests} / {g.requests}"],
+            ["goodput fraction", g.fraction],
+            ["goodput req/s", g.requests_per_s],
+            *[[f"met {m}", n] for m, n in g.met.items()],
+        ]
+        tables.append(Table("goodput", ["field", "value"], rows))
+    tel = run.telemetry
+    if tel is not None:
+        head = f"server telemetry: {tel.status}" + (f" ({tel.url})" if tel.url else "")
+        if tel.note:
+            head += f" — {tel.note}"
+        rows = [
+            [name, s.metric, len(s.values), *_series_stats(s.values)]
+            for name, s in tel.series.items()
+        ]
+        tables.append(
+            Table(head, ["series", "metric", "scrapes", "min", "mean", "max", "last"], rows)
+        )
+    return tables
 
 
 def find_plots(reports_dir: Path) -> list[Path]:

@@ -21,9 +21,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "fixed-length headless Locust run per point, and write JSON, CSV, Markdown and a PNG "
         "plot with the knee stated.",
     )
-    exp.add_argument("kind", choices=KINDS)
-    exp.add_argument("--server", choices=["mlserver", "kserve"], default="mlserver")
-    exp.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    exp.add_argument("kind", choices=KINDS, help="the experiment to run")
+    exp.add_argument(
+        "--server",
+        choices=["mlserver", "kserve"],
+        default="mlserver",
+        help="the reference server to start per configuration",
+    )
+    exp.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="where the models run"
+    )
     exp.add_argument("--run-time", type=int, default=8, help="seconds per point (default 8)")
     exp.add_argument("--concurrency", default="1,8,32", help="users per point (batching)")
     exp.add_argument("--users", type=int, default=16, help="users (workers, quantization)")

@@ -24,11 +24,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         "capacity: benchmarks against loadtests/calibration/server.py (results in "
         "reports/load-benchmark-*.{json,csv,md,png}).",
     )
-    load.add_argument("what", choices=["run", "fidelity", "capacity"])
+    load.add_argument(
+        "what",
+        choices=["run", "fidelity", "capacity"],
+        help="run: Locust with the options after '--'; fidelity: measured TTFT/ITL against "
+        "the calibration server's set delays; capacity: Locust's request rate against wrk's",
+    )
     load.add_argument("--run-time", type=int, default=10, help="seconds per point")
-    load.add_argument("--ttft-ms", type=float, default=100.0)
-    load.add_argument("--itl-ms", type=float, default=20.0)
-    load.add_argument("--tokens", type=int, default=32)
+    load.add_argument(
+        "--ttft-ms",
+        type=float,
+        default=100.0,
+        help="fidelity: the time to first token the calibration server is set to (ms)",
+    )
+    load.add_argument(
+        "--itl-ms",
+        type=float,
+        default=20.0,
+        help="fidelity: the gap between tokens the calibration server is set to (ms)",
+    )
+    load.add_argument(
+        "--tokens",
+        type=int,
+        default=32,
+        help="fidelity: tokens per streamed answer from the calibration server",
+    )
     load.add_argument("--users", default="", help="users per point, e.g. 1,8,32")
     load.set_defaults(func=cmd_load, passes_extra=True)
 

@@ -11,7 +11,11 @@ from servegate.reference_servers.registry import RUNTIMES
 
 def register(sub: argparse._SubParsersAction) -> None:
     prepare = sub.add_parser("prepare", help="create the server envs and build the fixtures")
-    prepare.add_argument("--servers", default=",".join(RUNTIMES))
+    prepare.add_argument(
+        "--servers",
+        default=",".join(RUNTIMES),
+        help="comma-separated servers whose environments to create (default: all)",
+    )
     prepare.set_defaults(func=cmd_prepare)
 
 

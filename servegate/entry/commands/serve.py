@@ -15,12 +15,21 @@ from servegate.targets import DEFAULT_OPENAI_BASE
 
 def register(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="start a reference server and print its URLs")
-    serve.add_argument("server", choices=sorted(RUNTIMES))
-    serve.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    serve.add_argument("--backend", choices=["local", "testcontainers", "kind"], default="local")
-    serve.add_argument("--http-port", type=int, default=None)
-    serve.add_argument("--grpc-port", type=int, default=None)
-    serve.add_argument("--ready-timeout", type=float, default=240.0)
+    serve.add_argument("server", choices=sorted(RUNTIMES), help="the reference server to start")
+    serve.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="where the models run"
+    )
+    serve.add_argument(
+        "--backend",
+        choices=["local", "testcontainers", "kind"],
+        default="local",
+        help="a local process, a container, or a kind cluster",
+    )
+    serve.add_argument("--http-port", type=int, default=None, help="HTTP port (default: free)")
+    serve.add_argument("--grpc-port", type=int, default=None, help="gRPC port (default: free)")
+    serve.add_argument(
+        "--ready-timeout", type=float, default=240.0, help="seconds to wait until it is ready"
+    )
     serve.add_argument(
         "--option",
         action="append",
