@@ -157,7 +157,8 @@ def test_wrong_protocol_for_the_target_stops_at_once(tmp_path, v2_only_port):
 
 def test_a_breached_threshold_fails_the_run_and_names_the_figure(tmp_path, http_port):
     th = tmp_path / "thresholds.yaml"
-    th.write_text("min_throughput_rps: 100000000\nmax_error_rate: 0.5\n")
+    # allow_invalid: on a busy machine the run may be client-bound, which is a breach of its own
+    th.write_text("min_throughput_rps: 100000000\nmax_error_rate: 0.5\nallow_invalid: true\n")
     done = locust(
         tmp_path,
         http_port,

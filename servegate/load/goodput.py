@@ -80,6 +80,17 @@ def parse_slos(text: str) -> dict[str, float]:
     return slos
 
 
+def slo_argument(text: str) -> dict[str, float]:
+    """argparse ``type=`` of --slo: a bad value is the parser's one-line error, before any
+    user starts."""
+    import argparse
+
+    try:
+        return parse_slos(text) if text.strip() else {}
+    except SloError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--slo ")) from None
+
+
 def request_record(
     ok: bool,
     e2e_ms: float,

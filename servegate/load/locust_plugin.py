@@ -127,7 +127,8 @@ def _add_options(parser: Any) -> None:
     group.add_argument("--thresholds", default="", help="thresholds file: a breach exits 1")
     group.add_argument(
         "--slo",
-        default="",
+        type=goodput.slo_argument,
+        default={},
         metavar="LIST",
         help="per-request SLOs for the goodput, e.g. ttft<300ms,itl<40ms,e2e<2s "
         "(metrics ttft, itl, tpot, e2e; a request is good when every one holds)",
@@ -316,13 +317,9 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if parsed is None:
         return
     STATE.validity.tolerance_ms = float(getattr(parsed, "lag_tolerance_ms", 5.0))
-    try:
-        slo = str(getattr(parsed, "slo", "") or "")
-        STATE.slos = goodput.parse_slos(slo) if slo.strip() else None
-    except ServegateError as exc:
-        log.error("servegate: %s", exc)
-        environment.process_exit_code = EXIT_ABORTED
-        STATE.aborted = str(exc)
+    slos = getattr(parsed, "slo", None)
+    # parsed by the option's type; a dict unless set programmatically as text
+    STATE.slos = (goodput.parse_slos(slos) if isinstance(slos, str) and slos else slos) or None
     if getattr(parsed, "tags", None):
         # tags select scenarios: a user class left with no task is dropped, not started empty
         kept = [u for u in environment.user_classes if u.tasks]
