@@ -140,3 +140,37 @@ def test_candidate_urls_cover_each_implementation():
         "http://h:8082/metrics",  # MLServer
         "http://h:8002/metrics",  # Triton
     ]
+
+
+MLSERVER_LIKE = """\
+# HELP rest_server_requests_in_progress Total HTTP requests currently in progress
+# TYPE rest_server_requests_in_progress gauge
+rest_server_requests_in_progress{{app_name="mlserver",method="GET"}} 0.0
+rest_server_requests_in_progress{{app_name="mlserver",method="POST"}} {busy}
+# TYPE rest_server_requests_total counter
+rest_server_requests_total{{method="POST",path="/v2/models/m/infer",status_code="200"}} {done}
+# TYPE parallel_request_queue histogram
+parallel_request_queue_bucket{{le="+Inf"}} {done}
+parallel_request_queue_count {done}
+parallel_request_queue_sum {queued}
+# TYPE rest_server_request_duration_seconds histogram
+rest_server_request_duration_seconds_count{{method="POST"}} {done}
+rest_server_request_duration_seconds_sum{{method="POST"}} {seconds}
+"""
+
+
+def test_mlserver_series_come_from_its_own_metric_names():
+    """The names MLServer 1.7 serves on its metrics port (seen on the reference server)."""
+    pages = [
+        MLSERVER_LIKE.format(busy=2, done=10, queued=10, seconds=1.0),
+        MLSERVER_LIKE.format(busy=8, done=30, queued=70, seconds=5.0),
+    ]
+    scraper = telemetry.Scraper("http://x:8082/metrics", get=lambda _: pages.pop(0))
+    scraper.scrape(now=10.0)
+    scraper.scrape(now=12.0)
+    series = scraper.report(started=10.0)["series"]
+    assert series["running_requests"]["values"] == [2.0, 8.0]
+    assert series["server_requests_per_s"]["values"] == [None, 10.0]
+    assert series["worker_queue"]["values"] == [None, 3.0]
+    assert series["server_latency_s"]["values"] == [None, 0.2]
+    assert series["server_requests_per_s"]["metric"] == "rest_server_requests_total"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,9 @@ def run_plot(path: Path, document: Mapping[str, Any], samples: Samples) -> None:
     )
     for row, (name, data) in enumerate(series, start=1):
         tax = axes[row][0]
-        points = [
-            (t, v) for t, v in zip(data["t_s"], data["values"], strict=False) if v is not None
-        ]
-        tax.plot([p[0] for p in points], [p[1] for p in points], "-", linewidth=1)
+        # a scrape without a value is a gap in the line, not a straight line across it
+        ys = [math.nan if v is None else v for v in data["values"]]
+        tax.plot(data["t_s"][: len(ys)], ys, ".-", linewidth=1, markersize=3)
         tax.set_ylabel(name, fontsize=7)
         tax.set_title(f"server: {data['metric']}", fontsize=7, loc="left")
         tax.tick_params(labelsize=7)

@@ -44,6 +44,7 @@ KNOWN_SERIES: dict[str, tuple[Source, ...]] = {
     # requests being processed now
     "running_requests": (
         Source("vllm:num_requests_running"),
+        Source("rest_server_requests_in_progress"),  # MLServer (starlette_exporter)
         Source("starlette_requests_in_progress"),
     ),
     # requests waiting for a slot: the queue length
@@ -65,6 +66,18 @@ KNOWN_SERIES: dict[str, tuple[Source, ...]] = {
     "gpu_utilization": (
         Source("nv_gpu_utilization", "max"),
         Source("DCGM_FI_DEV_GPU_UTIL", "max"),
+    ),
+    # requests the server counted, per second: compare with what the load generator sent
+    "server_requests_per_s": (
+        Source("vllm:request_success_total", "rate"),
+        Source("rest_server_requests_total", "rate"),  # MLServer
+        Source("nv_inference_request_success", "rate"),  # Triton
+    ),
+    # the server's own mean request time over each interval, in seconds
+    "server_latency_s": (
+        Source("vllm:e2e_request_latency_seconds", "hist_mean"),
+        Source("rest_server_request_duration_seconds", "hist_mean"),  # MLServer
+        Source("request_predict_seconds", "hist_mean"),  # KServe
     ),
     # the serving process (prometheus_client's process collector): cores busy, memory
     "server_cpu_cores": (Source("process_cpu_seconds_total", "rate"),),
