@@ -339,3 +339,15 @@ def test_a_load_result_from_a_newer_servegate_is_named_not_guessed(
         "servegate gate: FAIL: load load-v2.json: unreadable: schema_version 99, this servegate "
         "reads up to 1"
     )
+
+
+def test_a_load_run_written_before_goodput_and_telemetry_is_still_read(tmp_path):
+    """Fields added later are optional: an earlier servegate's result keeps its meaning."""
+    from servegate.load.document import LoadRun, parse_document
+
+    old = _run_document(False)
+    for key in ("goodput", "telemetry"):
+        del old[key]
+    doc = parse_document(json.loads(json.dumps(old)))
+    assert isinstance(doc, LoadRun) and doc.is_valid() is False
+    assert doc.invalid_why().startswith("cpu_warning: the load generator ran above 90 % CPU")

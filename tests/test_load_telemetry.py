@@ -137,9 +137,14 @@ def test_an_absent_endpoint_is_noted_not_raised(metrics_server):
 def test_candidate_urls_cover_each_implementation():
     assert telemetry.candidate_urls("http://h:8080/openai") == [
         "http://h:8080/metrics",  # vLLM, KServe
-        "http://h:8082/metrics",  # MLServer
-        "http://h:8002/metrics",  # Triton
+        "http://h:8082/metrics",  # MLServer beside its default HTTP port
     ]
+    assert telemetry.candidate_urls("http://h:8000") == [
+        "http://h:8000/metrics",
+        "http://h:8002/metrics",  # Triton beside its default HTTP port
+    ]
+    # any other port says nothing about a separate metrics port
+    assert telemetry.candidate_urls("https://h:43277") == ["https://h:43277/metrics"]
 
 
 MLSERVER_LIKE = """\

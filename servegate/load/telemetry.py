@@ -4,11 +4,12 @@ kept as named time series in the result (``telemetry``) and plotted under latenc
 Where each implementation serves its metrics (all at ``/metrics``):
 
 - vLLM and KServe: on the HTTP port;
-- MLServer: on its own metrics port, 8082 by default;
-- Triton: on its own metrics port, 8002 by default.
+- MLServer: on its own metrics port, 8082 beside HTTP 8080 by default;
+- Triton: on its own metrics port, 8002 beside HTTP 8000 by default.
 
-Without ``--metrics-url`` those places are tried in that order from the target's host; no
-answer is noted in the result, never an error: a server without metrics is still load-tested.
+Without ``--metrics-url`` the target's own port is tried, then the metrics port that goes with
+a default HTTP port; no answer is noted in the result, never an error: a server without
+metrics is still load-tested.
 
 Named series (the first metric present wins; several label sets are added up, utilisations
 take their maximum, a histogram gives the mean of the observations since the last scrape, a
@@ -89,8 +90,10 @@ __doc__ = (__doc__ or "") + "\n".join(
     for name, sources in KNOWN_SERIES.items()
 )
 
-#: default ports of the implementations that serve metrics apart from their HTTP port
-SEPARATE_PORTS = (8082, 8002)
+#: implementations that serve metrics apart from their HTTP port: default HTTP port -> metrics
+#: port (MLServer 8080 -> 8082, Triton 8000 -> 8002); another HTTP port says nothing about
+#: where its metrics are, and a guessed port could be another server's
+SEPARATE_PORTS = {8080: 8082, 8000: 8002}
 OFF = "off"
 
 
@@ -102,8 +105,10 @@ def candidate_urls(host: str) -> list[str]:
     name = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
     scheme = parts.scheme or "http"
     out = [urlunsplit((scheme, parts.netloc, "/metrics", "", ""))]
-    out += [urlunsplit((scheme, f"{name}:{port}", "/metrics", "", "")) for port in SEPARATE_PORTS]
-    return list(dict.fromkeys(out))
+    metrics_port = SEPARATE_PORTS.get(parts.port or 0)
+    if metrics_port:
+        out.append(urlunsplit((scheme, f"{name}:{metrics_port}", "/metrics", "", "")))
+    return out
 
 
 def fetch(url: str, timeout_s: float = 2.0) -> str:
