@@ -58,6 +58,9 @@ KNOWN_SERIES: dict[str, tuple[Source, ...]] = {
     "worker_queue": (Source("parallel_request_queue", "hist_mean"),),
     # Triton: inferences per model execution = the batch size formed
     "batch_size": (Source("nv_inference_count", "ratio", per="nv_inference_exec_count"),),
+    # vLLM: tokens per engine step (prefill and decode of every running request)
+    "batch_tokens": (Source("vllm:iteration_tokens_total", "hist_mean"),),
+    "server_output_tokens_per_s": (Source("vllm:generation_tokens_total", "rate"),),
     # fraction of the KV cache in use (0..1)
     "kv_cache_usage": (
         Source("vllm:kv_cache_usage_perc", "max"),
@@ -183,7 +186,7 @@ class Scraper:
             return
         at = time.time() if now is None else now
         try:
-            exposition = parse(self.get(self.url))
+            exposition = parse(self.get(self.url), only=self._wanted())
         except (OSError, PrometheusFormatError, ValueError) as exc:
             self.errors += 1
             self.last_error = _short(exc)
@@ -203,6 +206,16 @@ class Scraper:
         for name in set(self._values) | set(row):
             column = self._values.setdefault(name, [None] * (len(self._stamps) - 1))
             column.append(row.get(name))
+
+    def _wanted(self) -> set[str]:
+        """The sample names any series reads."""
+        names: set[str] = set()
+        for sources in self._sources().values():
+            for source in sources:
+                names |= {source.metric, source.metric + "_sum", source.metric + "_count"}
+                if source.per:
+                    names.add(source.per)
+        return names
 
     def _sources(self) -> dict[str, tuple[Source, ...]]:
         extra = {name: _user_sources(name) for name in self.extra}
