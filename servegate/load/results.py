@@ -274,7 +274,7 @@ def telemetry_lines(block: Mapping[str, Any] | None) -> list[str]:
                 [name, series["metric"], len(seen), min(seen), sum(seen) / len(seen), max(seen)]
             )
     if rows:
-        out += ["", markdown_table(["series", "metric", "scrapes", "min", "mean", "max"], rows)]
+        out += ["", markdown_table(["series", "metric", "values", "min", "mean", "max"], rows)]
     return out
 
 

@@ -184,11 +184,11 @@ def run_tables(run: LoadRun) -> list[Table]:
         if tel.note:
             head += f" — {tel.note}"
         rows = [
-            [name, s.metric, len(s.values), *_series_stats(s.values)]
+            [name, s.metric, sum(v is not None for v in s.values), *_series_stats(s.values)]
             for name, s in tel.series.items()
         ]
         tables.append(
-            Table(head, ["series", "metric", "scrapes", "min", "mean", "max", "last"], rows)
+            Table(head, ["series", "metric", "values", "min", "mean", "max", "last"], rows)
         )
     return tables
 
