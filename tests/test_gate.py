@@ -351,3 +351,24 @@ def test_a_load_run_written_before_goodput_and_telemetry_is_still_read(tmp_path)
     doc = parse_document(json.loads(json.dumps(old)))
     assert isinstance(doc, LoadRun) and doc.is_valid() is False
     assert doc.invalid_why().startswith("cpu_warning: the load generator ran above 90 % CPU")
+
+
+def test_files_chooses_which_results_the_gate_reads_and_require_whether_none_fails(
+    passing_reports, tmp_path, capsys
+):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    for path in passing_reports.glob("conformance-*.json"):
+        (reports / path.name).write_text(path.read_text())
+    write_load(reports, "load-v2.json", _run_document(True))
+    write_load(reports, "load-other.json", _run_document(False))
+    th = tmp_path / "t.yaml"
+    th.write_text('files: "load-v2*.json"\nmin_throughput_rps: 50\n')
+    assert gate(capsys, reports, "--thresholds", str(th))[0] == 0  # the invalid one not read
+    th.write_text("min_throughput_rps: 50\n")
+    assert gate(capsys, reports, "--thresholds", str(th))[0] == 1  # every load-*.json
+    th.write_text('files: "load-none*.json"\nrequire: false\n')
+    assert gate(capsys, reports, "--thresholds", str(th))[0] == 0
+    th.write_text('files: "load-none*.json"\n')
+    status, lines = gate(capsys, reports, "--thresholds", str(th))
+    assert status == 1 and "no load result matches" in lines[0]
