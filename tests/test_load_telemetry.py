@@ -179,3 +179,36 @@ def test_mlserver_series_come_from_its_own_metric_names():
     assert series["worker_queue"]["values"] == [None, 3.0]
     assert series["server_latency_s"]["values"] == [None, 0.2]
     assert series["server_requests_per_s"]["metric"] == "rest_server_requests_total"
+
+
+TRITON_LIKE = """\
+# TYPE nv_inference_request_success counter
+nv_inference_request_success{{model="identity",version="1"}} {done}
+# TYPE nv_inference_count counter
+nv_inference_count{{model="identity",version="1"}} {rows}
+# TYPE nv_inference_exec_count counter
+nv_inference_exec_count{{model="identity",version="1"}} {execs}
+# TYPE nv_inference_request_duration_us counter
+nv_inference_request_duration_us{{model="identity",version="1"}} {us}
+# TYPE nv_inference_pending_request_count gauge
+nv_inference_pending_request_count{{model="identity",version="1"}} {pending}
+# TYPE nv_cpu_utilization gauge
+nv_cpu_utilization 0.5
+"""
+
+
+def test_triton_series_come_from_its_counters_without_a_total_suffix():
+    """Triton's names as its metrics port serves them (seen on the PyTriton reference)."""
+    pages = [
+        TRITON_LIKE.format(done=100, rows=200, execs=100, us=1_000_000, pending=0),
+        TRITON_LIKE.format(done=300, rows=800, execs=200, us=3_000_000, pending=2),
+    ]
+    scraper = telemetry.Scraper("http://x:8002/metrics", get=lambda _: pages.pop(0))
+    scraper.scrape(now=0.0)
+    scraper.scrape(now=2.0)
+    series = scraper.report(started=0.0)["series"]
+    assert series["server_requests_per_s"]["values"] == [None, 100.0]
+    assert series["batch_size"]["values"] == [None, 6.0]  # 600 inferences in 100 executions
+    assert series["server_latency_s"]["values"] == [None, 0.01]  # 2 s over 200 requests
+    assert series["waiting_requests"]["values"] == [0, 2]
+    assert series["cpu_utilization"]["values"] == [0.5, 0.5]

@@ -38,6 +38,8 @@ class Source:
     how: How = "sum"
     #: for "ratio": the metric whose increase divides this one's
     per: str = ""
+    #: unit change, e.g. 1e-6 for a total kept in microseconds
+    scale: float = 1.0
 
 
 #: canonical series -> the metrics that give it, per implementation
@@ -82,10 +84,27 @@ KNOWN_SERIES: dict[str, tuple[Source, ...]] = {
         Source("vllm:e2e_request_latency_seconds", "hist_mean"),
         Source("rest_server_request_duration_seconds", "hist_mean"),  # MLServer
         Source("request_predict_seconds", "hist_mean"),  # KServe
+        Source(
+            "nv_inference_request_duration_us",
+            "ratio",
+            per="nv_inference_request_success",
+            scale=1e-6,
+        ),  # Triton
+    ),
+    # Triton: the mean time a request waited in the server's queue, in seconds
+    "server_queue_s": (
+        Source(
+            "nv_inference_queue_duration_us",
+            "ratio",
+            per="nv_inference_request_success",
+            scale=1e-6,
+        ),
     ),
     # the serving process (prometheus_client's process collector): cores busy, memory
     "server_cpu_cores": (Source("process_cpu_seconds_total", "rate"),),
     "server_rss_mb": (Source("process_resident_memory_bytes", "mb"),),
+    # Triton: the host's CPU use, 0..1
+    "cpu_utilization": (Source("nv_cpu_utilization", "max"),),
 }
 
 __doc__ = (__doc__ or "") + "\n".join(
@@ -314,7 +333,7 @@ def _value(source: Source, now: _Point, before: _Point | None) -> Any:
     previous_top = _total(before.exposition, top) or 0.0
     previous_bottom = _total(before.exposition, bottom) or 0.0
     grown = current_bottom - previous_bottom
-    return (current_top - previous_top) / grown if grown > 0 else None
+    return source.scale * (current_top - previous_top) / grown if grown > 0 else None
 
 
 def _short(exc: BaseException) -> str:
