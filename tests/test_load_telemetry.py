@@ -212,3 +212,10 @@ def test_triton_series_come_from_its_counters_without_a_total_suffix():
     assert series["server_latency_s"]["values"] == [None, 0.01]  # 2 s over 200 requests
     assert series["waiting_requests"]["values"] == [0, 2]
     assert series["cpu_utilization"]["values"] == [0.5, 0.5]
+
+
+def test_series_keep_the_catalogue_order_whatever_the_page_order():
+    page = "my_gauge 1\nvllm:kv_cache_usage_perc 0.1\nvllm:num_requests_running 2\n"
+    scraper = telemetry.Scraper("http://x/metrics", extra=("my_gauge",), get=lambda _: page)
+    scraper.scrape(now=1.0)
+    assert list(scraper.report(0.0)["series"]) == ["running_requests", "kv_cache_usage", "my_gauge"]

@@ -256,9 +256,11 @@ class Scraper:
         if missing:
             note += f"; not served: {', '.join(missing)}"
         t_s = [round(at - started, 3) for at in self._stamps]
+        # in the catalogue's order, the user's last: the plot shows the first few
+        order = list(self._sources())
         series = {
             name: {"metric": self._metric.get(name, name), "t_s": t_s, "values": values}
-            for name, values in self._values.items()
+            for name, values in sorted(self._values.items(), key=lambda kv: order.index(kv[0]))
             if any(v is not None for v in values)
         }
         return {
