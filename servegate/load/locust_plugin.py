@@ -51,6 +51,7 @@ class RunState:
         #: per-request SLOs (--slo), in ms; None: no goodput
         self.slos: dict[str, float] | None = None
         self.scraper: telemetry.Scraper | None = None
+        self.scrape_task: gevent.Greenlet | None = None
         self.written: dict[str, Path] = {}
         self.workers = 0
 
@@ -124,7 +125,11 @@ def _add_options(parser: Any) -> None:
         help="each user sends one request every this many ms (open-loop pacing; "
         "late sends are counted); 0: back to back",
     )
-    group.add_argument("--thresholds", default="", help="thresholds file: a breach exits 1")
+    group.add_argument(
+        "--thresholds",
+        default="",
+        help="thresholds file (the format servegate gate reads too): a breach exits 1",
+    )
     group.add_argument(
         "--slo",
         type=goodput.slo_argument,
@@ -313,6 +318,10 @@ _ENV: dict[str, Environment] = {}
 def _on_init(environment: Environment, **_: Any) -> None:
     STATE.__init__()  # type: ignore[misc]  # a fresh state per Environment (tests make several)
     _ENV["environment"] = environment
+    # gevent's loop reads the clock only when it runs: after slow imports on a busy machine its
+    # time can be seconds old, and Locust's --run-time timer, set from it next, then fires at
+    # once and the run ends before it starts
+    gevent.get_hub().loop.update_now()
     parsed = environment.parsed_options
     if parsed is None:
         return
@@ -351,7 +360,10 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         return
     if isinstance(runner, MasterRunner):
         STATE.workers = runner.worker_count
-    gevent.spawn(_scrape_metrics, environment)
+    if STATE.scrape_task is not None:
+        # a new run from the web UI: the last run's scraper would keep writing into this one
+        STATE.scrape_task.kill(block=False)
+    STATE.scrape_task = gevent.spawn(_scrape_metrics, environment)
     if STATE.aborted:
         abort_now = STATE.aborted
         STATE.aborted = None
