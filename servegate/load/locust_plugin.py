@@ -318,10 +318,6 @@ _ENV: dict[str, Environment] = {}
 def _on_init(environment: Environment, **_: Any) -> None:
     STATE.__init__()  # type: ignore[misc]  # a fresh state per Environment (tests make several)
     _ENV["environment"] = environment
-    # gevent's loop reads the clock only when it runs: after slow imports on a busy machine its
-    # time can be seconds old, and Locust's --run-time timer, set from it next, then fires at
-    # once and the run ends before it starts
-    gevent.get_hub().loop.update_now()
     parsed = environment.parsed_options
     if parsed is None:
         return
@@ -335,6 +331,11 @@ def _on_init(environment: Environment, **_: Any) -> None:
         environment.user_classes = kept
     if isinstance(environment.runner, WorkerRunner):
         return
+    # gevent's loop reads the clock only when it runs: after slow imports on a busy machine its
+    # time can be seconds old, and Locust's --run-time timer, set from it next, then fires at
+    # once and the run ends before it starts (workers keep theirs: their report timing is
+    # Locust's own business)
+    gevent.get_hub().loop.update_now()
     try:
         options(environment)
         if getattr(parsed, "thresholds", ""):
