@@ -35,6 +35,8 @@ EXIT_BREACHED = 1
 EXIT_ABORTED = 2
 ABORT_MESSAGE = "servegate_abort"
 BUDGET_MESSAGE = "servegate_budget_done"
+#: an open loop waits at most this long for its senders to be ready before its first send
+SENDERS_READY_S = 10.0
 
 
 class RunState:
@@ -376,6 +378,14 @@ def _dispatch(environment: Environment) -> None:
     schedule = _schedule(environment)
     if schedule is None:
         return
+    # every sender at its first pace() first (on_start builds clients and bodies): else the
+    # first arrivals would find no sender free and be late for a reason that is not the target
+    runner = environment.runner
+    ready_by = time.perf_counter() + SENDERS_READY_S
+    while runner is not None and STATE.idle_senders < runner.user_count:
+        if time.perf_counter() > ready_by:
+            break
+        gevent.sleep(0.005)
     start = time.perf_counter()
     # the run is measured from the first due request: nothing was sent during the ramp
     STATE.started = time.time()
