@@ -132,7 +132,13 @@ def run_point(
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=plan.run_time_s + 120)
     path = scratch / f"load-{name}.json"
     if done.returncode not in (0, 1) or not path.exists():
-        tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
+        lines = (done.stdout + done.stderr).splitlines()
+        # the plugin's own reason (target down, missing model, bad option) says it in one line
+        reasons = [line.split("servegate: ", 1)[1] for line in lines if "servegate: " in line]
+        stopped = [r for r in reasons if "stopping the run" in r]
+        if stopped or reasons:
+            raise ServegateError(f"sweep point {name}: {(stopped or reasons)[-1]}")
+        tail = "\n".join(lines[-15:])
         raise ServegateError(f"locust run {name} failed (exit {done.returncode}):\n{tail}")
     return dict(json.loads(path.read_text(encoding="utf-8")))
 
