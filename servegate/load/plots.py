@@ -125,7 +125,11 @@ def sweep_plot(path: Path, doc: Mapping[str, Any]) -> None:
         for p in points:
             if not p["valid"]:
                 ax.axvspan(p["load"] * 0.97, p["load"] * 1.03, color="grey", alpha=0.15)
-        ax.set_xscale("log" if len(xs) > 2 and xs[-1] / xs[0] >= 8 else "linear")
+        if len(xs) > 2 and xs[0] > 0 and xs[-1] / xs[0] >= 8:
+            # levels usually double: a log axis spaces them evenly
+            ax.set_xscale("log", base=2)
+            ax.minorticks_off()
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

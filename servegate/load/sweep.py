@@ -134,7 +134,11 @@ def run_point(
     if done.returncode not in (0, 1) or not path.exists():
         lines = (done.stdout + done.stderr).splitlines()
         # the plugin's own reason (target down, missing model, bad option) says it in one line
-        reasons = [line.split("servegate: ", 1)[1] for line in lines if "servegate: " in line]
+        reasons = [
+            line.split("servegate: ", 1)[1]
+            for line in lines
+            if "servegate: " in line and "/ERROR/" in line
+        ]
         stopped = [r for r in reasons if "stopping the run" in r]
         if stopped or reasons:
             raise ServegateError(f"sweep point {name}: {(stopped or reasons)[-1]}")
@@ -288,7 +292,8 @@ def sweep(
     target: dict[str, Any] = {}
     for level in plan.levels:
         load = plan.load_at(level)
-        name = f"{plan.sweep_name}-{level:g}"
+        # no dot in the name: the result files' suffixes would eat "0.5"'s ".5"
+        name = f"{plan.sweep_name}-{level:g}".replace(".", "_")
         log(f"sweep: {plan.kind}={level:g} ({plan.scenario}, {plan.run_time_s} s)")
         document = run_point(loadtests, scratch, plan, load, name)
         target = target or dict(document.get("target") or {})
