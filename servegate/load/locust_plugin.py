@@ -143,14 +143,12 @@ def _add_options(parser: Any) -> None:
         "--rate",
         type=float,
         default=None,
-        include_in_web_ui=True,
         help="open loop: requests per second over the whole run, whatever the answers; "
         f"-u caps the requests in flight (default {arrivals.DEFAULT_OPEN_LOOP_USERS})",
     )
     group.add_argument(
         "--arrival",
         default=None,
-        include_in_web_ui=True,
         help="with --rate: gaps between sends, poisson (default), constant or "
         "gamma:<burstiness> (shape; 1 = poisson, <1 burstier)",
     )
@@ -164,7 +162,6 @@ def _add_options(parser: Any) -> None:
         "--concurrency",
         type=int,
         default=None,
-        include_in_web_ui=True,
         help="closed loop: this many users, each sending back to back (sets -u and -r)",
     )
     group.add_argument(
@@ -177,7 +174,6 @@ def _add_options(parser: Any) -> None:
         "--num-requests",
         type=int,
         default=None,
-        include_in_web_ui=True,
         help="stop once this many requests have been answered (-t still caps the run)",
     )
     group.add_argument("--thresholds", default="", help="thresholds file: a breach exits 1")
