@@ -240,3 +240,27 @@ def test_a_bad_sweep_option_is_one_line(tmp_path):
     assert done.returncode != 0
     assert "'a' is not a number" in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_locust_workers_share_the_rate_and_the_request_budget(tmp_path, http_port):
+    done = locust(
+        tmp_path,
+        http_port,
+        "V2RestUser",
+        "--model",
+        "null",
+        "--processes",
+        "2",
+        "--rate",
+        "20",
+        "--num-requests",
+        "21",
+        "--report-name",
+        "dist-open",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads((tmp_path / "load-dist-open.json").read_text())
+    assert doc["config"]["workers"] == 2
+    # 11 + 10: each worker its share, the master adds them up and stops when both are done
+    assert doc["totals"]["requests"] == 21
+    assert doc["config"]["schedule"]["sends"] == 21

@@ -262,9 +262,17 @@ class Schedule:
     """
 
     def __init__(
-        self, options: LoadOptions, tolerance_ms: float, rate: float | None, budget: int | None
+        self,
+        options: LoadOptions,
+        tolerance_ms: float,
+        rate: float | None,
+        budget: int | None,
+        wall_offset: float = 0.0,
     ):
+        """``wall_offset`` turns the caller's clock into wall-clock seconds for the stats, so
+        that the send times of workers on several hosts can be merged."""
         self.options = options
+        self.wall_offset = wall_offset
         self.tolerance_ms = tolerance_ms
         self.rate = rate
         self.budget = budget
@@ -296,6 +304,7 @@ class Schedule:
         sender was busy when it fell due); its lateness in ms."""
         late_ms = max(at - due, 0.0) * 1000.0
         s = self.stats
+        at, due = at + self.wall_offset, due + self.wall_offset
         s.sends += 1
         s.first_send = at if s.first_send is None else min(s.first_send, at)
         s.last_send = at if s.last_send is None else max(s.last_send, at)

@@ -19,7 +19,7 @@ import gevent.queue
 from locust import User, events
 from locust.env import Environment
 from locust.exception import StopUser
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 
 from servegate.errors import ServegateError
 from servegate.load import arrivals, plots, results, thresholds
@@ -60,6 +60,8 @@ class RunState:
         #: the workers' schedule figures, on the master
         self.worker_schedule = ScheduleStats()
         self.workers_done = 0
+        #: on the master: when the last worker's budget was answered (the run's end)
+        self.budget_ended: float | None = None
         #: set once every user is spawned: an open-loop schedule starts then, not during the ramp
         self.spawned = gevent.event.Event()
         #: set when the run starts stopping: no request leaves after it
@@ -365,7 +367,21 @@ def _schedule(environment: Environment) -> Schedule | None:
             seed=load.seed + 7919 * index,
             num_requests=load.num_requests,
         )
-        STATE.schedule = Schedule(seeded, STATE.validity.tolerance_ms, rate, budget)
+        STATE.schedule = Schedule(
+            seeded,
+            STATE.validity.tolerance_ms,
+            rate,
+            budget,
+            wall_offset=time.time() - time.perf_counter(),
+        )
+        if workers > 1:
+            log.info(
+                "servegate: worker %d of %d sends %s req/s, %s requests",
+                index,
+                workers,
+                f"{rate:g}" if rate else "as answered",
+                budget if budget is not None else "unbounded",
+            )
     return STATE.schedule
 
 
@@ -416,7 +432,10 @@ def _worker_budget_done(environment: Environment) -> None:
     STATE.workers_done += 1
     runner = environment.runner
     if isinstance(runner, MasterRunner) and STATE.workers_done >= max(runner.worker_count, 1):
-        _stop_run(environment)
+        # the run ends now; quit once every worker's last samples have come with its periodic
+        # report (a quitting worker's final report can miss the master)
+        STATE.budget_ended = time.time()
+        gevent.spawn_later(WORKER_REPORT_INTERVAL + 1.0, _stop_run, environment)
 
 
 def _apply_load(environment: Environment, parsed: Any) -> None:
@@ -629,7 +648,7 @@ def _on_stopping(environment: Environment, **_: Any) -> None:
 
 @events.test_stop.add_listener
 def _on_test_stop(environment: Environment, **_: Any) -> None:
-    STATE.ended = time.time()
+    STATE.ended = STATE.budget_ended or time.time()
 
 
 @events.quitting.add_listener

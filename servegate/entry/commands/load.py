@@ -170,6 +170,7 @@ def _sweep(args: argparse.Namespace, extra: list[str], loadtests: Path) -> int:
     doc = sweep.sweep(plan, loadtests, reports_dir, log=_log)
     for what in ("knee", "saturation"):
         part = doc[what]
-        _log(f"{what}: {part['load'] if part['reached'] else 'not reached'} ({part['reason']})")
+        at = f"{part['load']:g}" if part["reached"] else "not reached"
+        _log(f"{what}: {at} ({part['reason']})")
     _log(f"results: {reports_dir / ('load-' + doc['name'] + '.md')}")
     return 0
