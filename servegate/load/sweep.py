@@ -39,7 +39,7 @@ from typing import Any
 
 from servegate.errors import ServegateError
 from servegate.load import plots, results
-from servegate.load.arrivals import ArrivalError, LoadOptions
+from servegate.load.arrivals import DEFAULT_OPEN_LOOP_USERS, ArrivalError, LoadOptions
 
 #: scenario name -> (locustfile in loadtests/, user class)
 SCENARIOS: dict[str, tuple[str, str]] = {
@@ -332,7 +332,9 @@ def build_document(
         "arrival": str(plan.base.arrival) if plan.kind == "rate" else None,
         "seed": plan.base.seed if plan.kind == "rate" else None,
         "num_requests": plan.base.num_requests,
-        "max_concurrency": plan.load_at(plan.levels[0]).max_concurrency,
+        "max_concurrency": (
+            plan.base.max_concurrency or DEFAULT_OPEN_LOOP_USERS if plan.kind == "rate" else None
+        ),
         "run_time_s_per_point": plan.run_time_s,
         "knee_load": kn["load"],
         "saturation_load": sat["load"],
@@ -422,7 +424,7 @@ def sweep_markdown(doc: Mapping[str, Any]) -> str:
     rows = []
     for p in doc["points"]:
         row = [
-            p["load"],
+            f"{p['load']:g}",
             p["achieved_rate"],
             p["throughput"],
             100 * p["error_rate"],
