@@ -18,7 +18,7 @@ import pytest
 if importlib.util.find_spec("locust") is None:
     pytest.skip("locust is not installed (the 'load' extra)", allow_module_level=True)
 
-from tests.test_load_scenarios import LOADTESTS, ROOT, _serve
+from tests.test_load_scenarios import LOADTESTS, ROOT, _port, _serve
 
 
 @pytest.fixture(scope="module")
@@ -251,6 +251,11 @@ def test_locust_workers_share_the_rate_and_the_request_budget(tmp_path, http_por
         "null",
         "--processes",
         "2",
+        # a port of its own: other distributed runs on this machine may hold Locust's 5557
+        "--master-bind-port",
+        str(port := _port()),
+        "--master-port",
+        str(port),
         "--rate",
         "20",
         "--num-requests",
