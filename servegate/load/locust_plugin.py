@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.event
+import gevent.queue
 from locust import User, events
 from locust.env import Environment
 from locust.exception import StopUser
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 
 from servegate.errors import ServegateError
 from servegate.load import goodput, plots, results, telemetry, thresholds
+from servegate.load import arrivals, plots, results, thresholds
+from servegate.load.arrivals import ArrivalError, LoadOptions, Schedule, ScheduleStats
 from servegate.load.metrics import Samples, StreamTiming
 from servegate.load.scenario import ScenarioError, ScenarioOptions
 from servegate.load.validity import PROBE_INTERVAL_S, Validity
@@ -33,6 +37,9 @@ EXIT_ABORTED = 2
 ABORT_MESSAGE = "servegate_abort"
 #: the key of a request event's context that carries the request's own figures (goodput)
 REQUEST_RECORD = "servegate_request"
+BUDGET_MESSAGE = "servegate_budget_done"
+#: an open loop waits at most this long for its senders to be ready before its first send
+SENDERS_READY_S = 10.0
 
 
 class RunState:
@@ -54,6 +61,22 @@ class RunState:
         self.scrape_task: gevent.Greenlet | None = None
         self.written: dict[str, Path] = {}
         self.workers = 0
+        self.load = LoadOptions()
+        #: this process's send schedule; None where nothing is scheduled or counted
+        self.schedule: Schedule | None = None
+        #: the workers' schedule figures, on the master
+        self.worker_schedule = ScheduleStats()
+        self.workers_done = 0
+        #: on the master: when the last worker's budget was answered (the run's end)
+        self.budget_ended: float | None = None
+        #: set once every user is spawned: an open-loop schedule starts then, not during the ramp
+        self.spawned = gevent.event.Event()
+        #: set when the run starts stopping: no request leaves after it
+        self.stopping = gevent.event.Event()
+        #: open loop: (due time, no sender was free) of each request that fell due, in order
+        self.due: gevent.queue.Queue = gevent.queue.Queue()
+        self.idle_senders = 0
+        self.dispatcher: gevent.Greenlet | None = None
 
 
 STATE = RunState()
@@ -158,6 +181,42 @@ def _add_options(parser: Any) -> None:
         help="another metric to keep from /metrics (a gauge as it is, a counter as a rate, "
         "a histogram as its mean); repeatable",
     )
+        "--rate",
+        type=float,
+        default=None,
+        help="open loop: requests per second over the whole run, whatever the answers; "
+        f"-u caps the requests in flight (default {arrivals.DEFAULT_OPEN_LOOP_USERS})",
+    )
+    group.add_argument(
+        "--arrival",
+        default=None,
+        help="with --rate: gaps between sends, poisson (default), constant or "
+        "gamma:<burstiness> (shape; 1 = poisson, <1 burstier)",
+    )
+    group.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="with --rate: seed of the arrival schedule (same seed, same send times)",
+    )
+    group.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="closed loop: this many users, each sending back to back (sets -u and -r)",
+    )
+    group.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=None,
+        help="with --rate: the senders, i.e. the most requests in flight (same as -u)",
+    )
+    group.add_argument(
+        "--num-requests",
+        type=int,
+        default=None,
+        help="stop once this many requests have been answered (-t still caps the run)",
+    )
     group.add_argument("--report-name", default="", help="results go to reports/load-<name>.*")
     group.add_argument(
         "--reports-dir", default="reports", help="folder of the results (default reports)"
@@ -217,6 +276,7 @@ class ProtocolUser(User):
         super().__init__(environment)
         self.opts = options(environment)
         self._next_send: float | None = None
+        self._holds_ticket = False
 
     def on_start(self) -> None:
         if STATE.aborted:
@@ -237,6 +297,43 @@ class ProtocolUser(User):
         """Raise ServegateError when the target cannot serve this scenario."""
 
     def pace(self) -> None:
+        """Wait until this user's next request may leave: the shared open-loop schedule
+        (--rate), the request budget (--num-requests) or --pace-ms; late departures counted.
+
+        Every scenario calls it before each request, so it is also where the previous request
+        of this user is known to be answered.
+        """
+        schedule = _schedule(self.environment)
+        if schedule is None:
+            self._pace_per_user()
+            return
+        if self._holds_ticket:
+            self._holds_ticket = False
+            schedule.completed += 1
+            if schedule.done:
+                _budget_done(self.environment)
+        if schedule.rate is None:
+            if STATE.stopping.is_set() or not schedule.claim():
+                # the budget is spent: idle until the run stops
+                STATE.stopping.wait()
+                raise StopUser()
+            self._holds_ticket = True
+            now = time.perf_counter()
+            schedule.sent(now, now)
+            self._pace_per_user()
+            return
+        STATE.idle_senders += 1
+        try:
+            item = STATE.due.get()
+        finally:
+            STATE.idle_senders -= 1
+        if item is None or STATE.stopping.is_set():
+            raise StopUser()
+        due, no_free_sender = item
+        self._holds_ticket = True
+        STATE.validity.send(schedule.sent(due, time.perf_counter(), no_free_sender))
+
+    def _pace_per_user(self) -> None:
         """With --pace-ms, wait for this user's next send time and count late departures."""
         interval = self.opts.pace_ms / 1000.0
         if interval <= 0:
@@ -300,6 +397,127 @@ def options(environment: Environment) -> ScenarioOptions:
     return STATE.options
 
 
+def _schedule(environment: Environment) -> Schedule | None:
+    """This process's schedule, made on first use (a worker knows its share only once the
+    master has sent it the run's options)."""
+    load = STATE.load
+    if load.rate is None and load.num_requests is None:
+        return None
+    if STATE.schedule is None:
+        runner = environment.runner
+        workers, index = 1, 0
+        if isinstance(runner, WorkerRunner):
+            workers = int(getattr(environment.parsed_options, "expect_workers", 1) or 1)
+            index = int(getattr(runner, "worker_index", 0) or 0)
+        rate = load.rate / workers if load.rate is not None else None
+        budget = (
+            arrivals.budget_share(load.num_requests, workers, index)
+            if load.num_requests is not None
+            else None
+        )
+        # each worker its own stream of gaps: the same seed would send in lockstep
+        seeded = LoadOptions(
+            rate=load.rate,
+            arrival=load.arrival,
+            seed=load.seed + 7919 * index,
+            num_requests=load.num_requests,
+        )
+        STATE.schedule = Schedule(
+            seeded,
+            STATE.validity.tolerance_ms,
+            rate,
+            budget,
+            wall_offset=time.time() - time.perf_counter(),
+        )
+        if workers > 1:
+            log.info(
+                "servegate: worker %d of %d sends %s req/s, %s requests",
+                index,
+                workers,
+                f"{rate:g}" if rate else "as answered",
+                budget if budget is not None else "unbounded",
+            )
+    return STATE.schedule
+
+
+def _dispatch(environment: Environment) -> None:
+    """Open loop: hand each request to a free sender at its due time (one per process)."""
+    schedule = _schedule(environment)
+    if schedule is None:
+        return
+    # every sender at its first pace() first (on_start builds clients and bodies): else the
+    # first arrivals would find no sender free and be late for a reason that is not the target
+    runner = environment.runner
+    ready_by = time.perf_counter() + SENDERS_READY_S
+    while runner is not None and STATE.idle_senders < runner.user_count:
+        if time.perf_counter() > ready_by:
+            break
+        gevent.sleep(0.005)
+    start = time.perf_counter()
+    # the run is measured from the first due request: nothing was sent during the ramp
+    STATE.started = time.time()
+    for due in schedule.due_times(start):
+        wait = due - time.perf_counter()
+        if wait > 0:
+            gevent.sleep(wait)
+        if STATE.stopping.is_set():
+            return
+        STATE.due.put((due, STATE.idle_senders - STATE.due.qsize() <= 0))
+
+
+def _budget_done(environment: Environment) -> None:
+    """Every request of the budget is answered: end the run as -t would."""
+    runner = environment.runner
+    log.info("servegate: %s requests answered, stopping", STATE.load.num_requests)
+    if isinstance(runner, WorkerRunner):
+        runner.send_message(BUDGET_MESSAGE, {})
+        return
+    _stop_run(environment)
+
+
+def _stop_run(environment: Environment) -> None:
+    runner = environment.runner
+    if runner is None:
+        return
+    headless = bool(getattr(environment.parsed_options, "headless", True))
+    gevent.spawn(runner.quit if headless else runner.stop)
+
+
+def _worker_budget_done(environment: Environment) -> None:
+    STATE.workers_done += 1
+    runner = environment.runner
+    if isinstance(runner, MasterRunner) and STATE.workers_done >= max(runner.worker_count, 1):
+        # the run ends now; quit once every worker's last samples have come with its periodic
+        # report (a quitting worker's final report can miss the master)
+        STATE.budget_ended = time.time()
+        gevent.spawn_later(WORKER_REPORT_INTERVAL + 1.0, _stop_run, environment)
+
+
+def _apply_load(environment: Environment, parsed: Any) -> None:
+    """Parse the load options and set Locust's user count from them (before it starts)."""
+    STATE.load = load = LoadOptions.from_parsed(parsed)
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    users = getattr(parsed, "num_users", None)
+    if load.concurrency is not None:
+        if users is not None and users != load.concurrency:
+            raise ArrivalError(
+                f"-u {users} and --concurrency {load.concurrency} disagree: give one"
+            )
+        parsed.num_users = load.concurrency
+        parsed.spawn_rate = getattr(parsed, "spawn_rate", None) or load.concurrency
+    elif load.rate is not None:
+        if load.max_concurrency is not None:
+            if users is not None and users != load.max_concurrency:
+                raise ArrivalError(
+                    f"-u {users} and --max-concurrency {load.max_concurrency} disagree: give one"
+                )
+            users = load.max_concurrency
+        parsed.num_users = users or arrivals.DEFAULT_OPEN_LOOP_USERS
+        # every sender at once: a slow ramp would make the first arrivals late
+        parsed.spawn_rate = getattr(parsed, "spawn_rate", None) or parsed.num_users
+
+
 def report_name(environment: Environment) -> str:
     name = getattr(environment.parsed_options, "report_name", "")
     if name:
@@ -325,6 +543,15 @@ def _on_init(environment: Environment, **_: Any) -> None:
     slos = getattr(parsed, "slo", None)
     # parsed by the option's type; a dict unless set programmatically as text
     STATE.slos = (goodput.parse_slos(slos) if isinstance(slos, str) and slos else slos) or None
+    # the gevent loop caches its clock: after seconds of imports on a busy machine, Locust's
+    # -t timer (spawn_later, set just after this event) would fire that much too early
+    gevent.get_hub().loop.update_now()
+    try:
+        _apply_load(environment, parsed)
+    except ArrivalError as exc:
+        log.error("servegate: %s", exc)
+        environment.process_exit_code = EXIT_ABORTED
+        STATE.aborted = str(exc)
     if getattr(parsed, "tags", None):
         # tags select scenarios: a user class left with no task is dropped, not started empty
         kept = [u for u in environment.user_classes if u.tasks]
@@ -347,6 +574,9 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if isinstance(environment.runner, MasterRunner):
         environment.runner.register_message(
             ABORT_MESSAGE, lambda msg, **_: abort(environment, msg.data["message"])
+        )
+        environment.runner.register_message(
+            BUDGET_MESSAGE, lambda msg, **_: _worker_budget_done(environment)
         )
 
 
@@ -407,7 +637,10 @@ def _scrape_metrics(environment: Environment) -> None:
 
 
 def _probe_loop_lag() -> None:
-    """Measure how late the gevent loop wakes a 10 ms sleeper, for as long as the run lasts."""
+    """Measure how late the gevent loop wakes a 10 ms sleeper, for as long as the run lasts
+    (an open loop's from its first send: nothing is timed during its ramp)."""
+    if STATE.load.rate is not None:
+        STATE.spawned.wait()
     while STATE.ended is None and not STATE.aborted:
         before = time.perf_counter()
         gevent.sleep(PROBE_INTERVAL_S)
@@ -457,7 +690,11 @@ def _on_cpu_warning(environment: Environment, cpu_usage: float, **_: Any) -> Non
 
 @events.report_to_master.add_listener
 def _to_master(client_id: str, data: dict, **_: Any) -> None:
-    data["servegate"] = {"samples": STATE.samples.drain(), "validity": STATE.validity.drain()}
+    data["servegate"] = {
+        "samples": STATE.samples.drain(),
+        "validity": STATE.validity.drain(),
+        "schedule": STATE.schedule.stats.drain() if STATE.schedule else None,
+    }
 
 
 @events.worker_report.add_listener
@@ -466,11 +703,47 @@ def _from_worker(client_id: str, data: dict, **_: Any) -> None:
     if part:
         STATE.samples.merge(part["samples"])
         STATE.validity.merge(part["validity"])
+        if part.get("schedule"):
+            STATE.worker_schedule.merge(part["schedule"])
+
+
+@events.spawning_complete.add_listener
+def _on_spawned(**_: Any) -> None:
+    STATE.spawned.set()
+    environment = _ENV.get("environment")
+    if (
+        STATE.load.rate is not None
+        and STATE.dispatcher is None
+        and environment is not None
+        and not isinstance(environment.runner, MasterRunner)
+        and not STATE.aborted
+    ):
+        STATE.dispatcher = gevent.spawn(_dispatch, environment)
+
+
+@events.test_stopping.add_listener
+def _on_stopping(environment: Environment, **_: Any) -> None:
+    """No request leaves once the run stops; due requests nobody sent count as late."""
+    STATE.stopping.set()
+    if STATE.dispatcher is not None:
+        STATE.dispatcher.kill(block=False)
+    schedule = STATE.schedule
+    dues: list[float] = []
+    while not STATE.due.empty():
+        item = STATE.due.get_nowait()
+        if item is not None:
+            dues.append(item[0])
+    if schedule is not None and schedule.rate is not None:
+        for late_ms in schedule.unsent(dues, time.perf_counter()):
+            STATE.validity.send(late_ms)
+    # wake every idle sender so that it stops at once instead of holding up the stop
+    for _sender in range(STATE.idle_senders):
+        STATE.due.put(None)
 
 
 @events.test_stop.add_listener
 def _on_test_stop(environment: Environment, **_: Any) -> None:
-    STATE.ended = time.time()
+    STATE.ended = STATE.budget_ended or time.time()
 
 
 @events.quitting.add_listener
@@ -495,6 +768,18 @@ def _telemetry_report(started: float) -> dict[str, Any]:
     if STATE.scraper is None:
         return {"status": "absent", "note": "the scraper had not found the endpoint yet"}
     return STATE.scraper.report(started)
+def _load_config(parsed: Any) -> dict[str, Any]:
+    """How load was offered, and the schedule's offered vs achieved rate."""
+    load = STATE.load
+    stats = STATE.schedule.stats if STATE.schedule is not None else STATE.worker_schedule
+    users = getattr(parsed, "num_users", None)
+    config = load.config()
+    config["max_concurrency"] = users if load.rate is not None else None
+    schedule = arrivals.schedule_report(load, stats, users)
+    config["achieved_rate"] = schedule["achieved_rate"]
+    config["schedule"] = schedule
+    STATE.validity.late_note = arrivals.late_note(load, stats, users)
+    return config
 
 
 def write_results(environment: Environment) -> dict[str, Any]:
@@ -524,6 +809,7 @@ def write_results(environment: Environment) -> dict[str, Any]:
         "workers": STATE.workers,
         "tags": getattr(parsed, "tags", None),
         "slo": goodput.describe(STATE.slos) if STATE.slos else None,
+        **_load_config(parsed),
     }
     document = results.build_run_result(
         name,

@@ -114,3 +114,62 @@ def series_plot(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def sweep_plot(path: Path, doc: Mapping[str, Any]) -> None:
+    """Throughput, then latency (p50/p99; TTFT and ITL for streams) against the swept load,
+    with the knee and the saturation point marked."""
+    plt = _pyplot()
+    points = sorted(doc["points"], key=lambda p: p["load"])
+    xs = [p["load"] for p in points]
+    streams = any(p.get("ttft_p50_ms") is not None for p in points)
+    ncols = 3 if streams else 2
+    fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 4), squeeze=False)
+    label = "offered rate (req/s)" if doc["sweep"] == "rate" else "concurrency (users)"
+
+    def line(ax: Any, key: str, name: str, style: str = "o-") -> None:
+        pairs = [(x, p.get(key)) for x, p in zip(xs, points, strict=True)]
+        pairs = [(x, y) for x, y in pairs if y is not None]
+        if pairs:
+            ax.plot([x for x, _ in pairs], [y for _, y in pairs], style, label=name)
+
+    ax = axes[0][0]
+    line(ax, "throughput", "answered req/s")
+    if doc["sweep"] == "rate":
+        line(ax, "achieved_rate", "sent req/s", "s--")
+        ax.plot(xs, xs, ":", color="grey", label="offered")
+    ax.set_ylabel("requests/s")
+    ax = axes[0][1]
+    line(ax, "p50_ms", "p50")
+    line(ax, "p99_ms", "p99")
+    ax.set_ylabel("request latency (ms)")
+    if streams:
+        ax = axes[0][2]
+        for metric in ("ttft", "itl"):
+            line(ax, f"{metric}_p50_ms", f"{metric.upper()} p50")
+            line(ax, f"{metric}_p99_ms", f"{metric.upper()} p99", "s--")
+        ax.set_ylabel("ms")
+    for ax in axes[0]:
+        for what, colour in (("knee", "tab:orange"), ("saturation", "tab:red")):
+            at = doc[what].get("load")
+            if at is not None:
+                ax.axvline(at, color=colour, alpha=0.5, linestyle="--", label=what)
+        for p in points:
+            if not p["valid"]:
+                ax.axvspan(p["load"] * 0.97, p["load"] * 1.03, color="grey", alpha=0.15)
+        if len(xs) > 2 and xs[0] > 0 and xs[-1] / xs[0] >= 8:
+            # levels usually double: a log axis spaces them evenly
+            ax.set_xscale("log", base=2)
+            ax.minorticks_off()
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(
+        f"{doc['name']} — {doc['host']} (grey: invalid points)\n{doc['machine']['note']}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -3,8 +3,8 @@
 Flags that make a run invalid:
 
 - ``cpu_warning``: Locust saw its own process (or a worker) above 90 % CPU;
-- ``late_sends``: with pacing (``--pace-ms``), more than 1 % of requests left later than
-  scheduled by more than the tolerance;
+- ``late_sends``: with a schedule (``--rate``, ``--pace-ms``), more than 1 % of requests left
+  later than scheduled by more than the tolerance (due arrivals never sent count as late);
 - ``loop_lag``: the gevent loop was late by more than the tolerance on over 1 % of 10 ms probes
   (a busy client delays sends and the clock readings of arriving chunks alike).
 """
@@ -31,6 +31,8 @@ class Validity:
     paced_sends: int = 0
     late_sends: int = 0
     late_by_ms: list[float] = field(default_factory=list)
+    #: why the schedule was not kept, appended to the late_sends flag
+    late_note: str = ""
 
     def cpu(self, percent: float) -> None:
         self.cpu_warnings += 1
@@ -96,7 +98,8 @@ class Validity:
                 {
                     "name": "late_sends",
                     "detail": f"{100 * late_fraction:.1f} % of paced requests left over "
-                    f"{self.tolerance_ms:g} ms late",
+                    f"{self.tolerance_ms:g} ms late"
+                    + (f": {self.late_note}" if self.late_note else ""),
                 }
             )
         return {

@@ -194,11 +194,12 @@ def run_tables(run: LoadRun) -> list[Table]:
 
 
 def find_plots(reports_dir: Path) -> list[Path]:
-    """PNG files in reports/ and its direct sub-folders (server logs excepted)."""
+    """PNG files in reports/ and its direct sub-folders (server logs excepted, and a sweep's
+    per-point runs: the sweep's own plot draws them)."""
     if not reports_dir.is_dir():
         return []
     found = [*reports_dir.glob("*.png"), *reports_dir.glob("*/*.png")]
-    return sorted(p for p in found if p.is_file() and p.parent.name != "logs")
+    return sorted(p for p in found if p.is_file() and p.parent.name not in ("logs", "sweep-runs"))
 
 
 def _scalar(value: Any) -> bool:

@@ -2,7 +2,9 @@
 
 - ``servegate load run -- <locust options>``: ``locust -f loadtests/`` with those options;
 - ``servegate load fidelity``: streaming timings vs the calibration server's configured delays;
-- ``servegate load capacity``: Locust's request rate vs wrk's on the null V2 endpoint.
+- ``servegate load capacity``: Locust's request rate vs wrk's on the null V2 endpoint;
+- ``servegate load sweep --rates ... | --concurrency ... --host URL``: one run per load level
+  against any target, the knee and the saturation point located.
 """
 
 from __future__ import annotations
@@ -11,9 +13,20 @@ import argparse
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from servegate.entry.commands.common import log as _log
 from servegate.entry.commands.common import repo_root
+from servegate.load.arrivals import (
+    DEFAULT_OPEN_LOOP_USERS,
+    ArrivalError,
+    LoadOptions,
+    parse_arrival,
+    parse_list,
+)
+
+if TYPE_CHECKING:
+    from servegate.load.sweep import SweepPlan
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,13 +35,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Locust scenarios and the load generator's own benchmarks",
         description="run: locust -f loadtests/ with the options after '--'. fidelity and "
         "capacity: benchmarks against loadtests/calibration/server.py (results in "
-        "reports/load-benchmark-*.{json,csv,md,png}).",
+        "reports/load-benchmark-*.{json,csv,md,png}). sweep: one run per --rates or "
+        "--concurrency level against --host, the knee and saturation point located "
+        "(reports/load-sweep-*.{json,csv,md,png}); options after '--' go to every run "
+        "(--model, --task, --tags ...).",
     )
     load.add_argument(
         "what",
-        choices=["run", "fidelity", "capacity"],
+        choices=["run", "fidelity", "capacity", "sweep"],
         help="run: Locust with the options after '--'; fidelity: measured TTFT/ITL against "
-        "the calibration server's set delays; capacity: Locust's request rate against wrk's",
+        "the calibration server's set delays; capacity: Locust's request rate against wrk's; "
+        "sweep: one run per load level against --host",
     )
     load.add_argument("--run-time", type=int, default=10, help="seconds per point")
     load.add_argument(
@@ -50,6 +67,46 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fidelity: tokens per streamed answer from the calibration server",
     )
     load.add_argument("--users", default="", help="users per point, e.g. 1,8,32")
+    sweep = load.add_argument_group("sweep")
+    sweep.add_argument("--host", default="", help="sweep: base URL of the target, any server")
+    sweep.add_argument(
+        "--scenario",
+        default="v2-rest",
+        help="sweep: v2-rest (default), v2-grpc, v1, openai-stream or embeddings",
+    )
+    sweep.add_argument("--rates", default="", help="sweep: open-loop rates in req/s, e.g. 1,2,4,8")
+    sweep.add_argument(
+        "--concurrency",
+        default="",
+        help="sweep: closed-loop user counts, each sending back to back, e.g. 1,4,16",
+    )
+    sweep.add_argument(
+        "--arrival",
+        default="poisson",
+        help="sweep --rates: poisson (default), constant or gamma:<burstiness>",
+    )
+    sweep.add_argument(
+        "--seed", type=int, default=0, help="sweep --rates: seed of the arrival schedules"
+    )
+    sweep.add_argument(
+        "--num-requests",
+        type=int,
+        default=None,
+        help="sweep: end each point after this many answered requests (--run-time caps it)",
+    )
+    sweep.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=None,
+        help="sweep --rates: most requests in flight (Locust users) per point "
+        f"(default {DEFAULT_OPEN_LOOP_USERS})",
+    )
+    sweep.add_argument(
+        "--name",
+        default="",
+        help="sweep: results go to reports/load-<name>.* "
+        "(default sweep-<rate|concurrency>-<scenario>)",
+    )
     load.set_defaults(func=cmd_load, passes_extra=True)
 
 
@@ -58,6 +115,8 @@ def cmd_load(args: argparse.Namespace, extra: list[str]) -> int:
     if args.what == "run":
         extra = [a for a in extra if a != "--"]
         return subprocess.call([sys.executable, "-m", "locust", "-f", str(loadtests), *extra])
+    if args.what == "sweep":
+        return _sweep(args, [a for a in extra if a != "--"], loadtests)
     from servegate.load import benchmarks
     from servegate.load.experiments import Settings
 
@@ -86,4 +145,53 @@ def cmd_load(args: argparse.Namespace, extra: list[str]) -> int:
         f"goal {doc['goal']}: {'met' if doc['goal_met'] else 'NOT met'}; "
         f"reports/load-{doc['name']}.md"
     )
+    return 0
+
+
+def sweep_plan(args: argparse.Namespace, extra: list[str]) -> SweepPlan:
+    """The sweep the options describe; ArrivalError (one line) for anything that is not one."""
+    from servegate.load.sweep import SweepPlan
+
+    if bool(args.rates) == bool(args.concurrency):
+        raise ArrivalError("load sweep: give --rates or --concurrency (one of them)")
+    if not args.host:
+        raise ArrivalError("load sweep: give --host, the base URL of the target")
+    if args.run_time < 1:
+        raise ArrivalError(f"--run-time {args.run_time}: must be at least 1 second")
+    if args.rates:
+        kind, levels = "rate", parse_list("--rates", args.rates, float)
+    else:
+        kind, levels = "concurrency", parse_list("--concurrency", args.concurrency, int)
+    for option in ("--rate", "--concurrency", "--arrival", "--seed", "-u", "--users", "-t"):
+        if option in extra:
+            raise ArrivalError(f"load sweep: {option} after '--' clashes with the sweep's own")
+    base = LoadOptions(
+        arrival=parse_arrival(args.arrival),
+        seed=args.seed,
+        num_requests=args.num_requests,
+        max_concurrency=args.max_concurrency,
+    )
+    return SweepPlan(
+        kind=kind,
+        levels=levels,
+        host=args.host,
+        scenario=args.scenario,
+        base=base,
+        run_time_s=args.run_time,
+        locust_args=extra,
+        name=args.name,
+    )
+
+
+def _sweep(args: argparse.Namespace, extra: list[str], loadtests: Path) -> int:
+    from servegate.load import sweep
+
+    plan = sweep_plan(args, extra)
+    reports_dir = Path(args.reports_dir).resolve()
+    doc = sweep.sweep(plan, loadtests, reports_dir, log=_log)
+    for what in ("knee", "saturation"):
+        part = doc[what]
+        at = f"{part['load']:g}" if part["reached"] else "not reached"
+        _log(f"{what}: {at} ({part['reason']})")
+    _log(f"results: {reports_dir / ('load-' + doc['name'] + '.md')}")
     return 0
