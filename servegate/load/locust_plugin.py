@@ -22,8 +22,7 @@ from locust.exception import StopUser
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 
 from servegate.errors import ServegateError
-from servegate.load import goodput, plots, results, telemetry, thresholds
-from servegate.load import arrivals, plots, results, thresholds
+from servegate.load import arrivals, goodput, plots, results, telemetry, thresholds
 from servegate.load.arrivals import ArrivalError, LoadOptions, Schedule, ScheduleStats
 from servegate.load.metrics import Samples, StreamTiming
 from servegate.load.scenario import ScenarioError, ScenarioOptions
@@ -181,6 +180,7 @@ def _add_options(parser: Any) -> None:
         help="another metric to keep from /metrics (a gauge as it is, a counter as a rate, "
         "a histogram as its mean); repeatable",
     )
+    group.add_argument(
         "--rate",
         type=float,
         default=None,
@@ -543,9 +543,6 @@ def _on_init(environment: Environment, **_: Any) -> None:
     slos = getattr(parsed, "slo", None)
     # parsed by the option's type; a dict unless set programmatically as text
     STATE.slos = (goodput.parse_slos(slos) if isinstance(slos, str) and slos else slos) or None
-    # the gevent loop caches its clock: after seconds of imports on a busy machine, Locust's
-    # -t timer (spawn_later, set just after this event) would fire that much too early
-    gevent.get_hub().loop.update_now()
     try:
         _apply_load(environment, parsed)
     except ArrivalError as exc:
