@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,10 @@ class RunState:
 
 
 STATE = RunState()
+
+#: extra blocks of the result document, by key: scenarios register a function that returns
+#: the block (None to leave it out), e.g. the token workload of the streaming scenario
+RESULT_SECTIONS: dict[str, Callable[[], dict[str, Any] | None]] = {}
 
 
 # ---- options --------------------------------------------------------------------------------
@@ -432,6 +437,10 @@ def write_results(environment: Environment) -> dict[str, Any]:
         config=config,
         validity=STATE.validity.report(),
     )
+    for key, section in RESULT_SECTIONS.items():
+        block = section()
+        if block is not None:
+            document[key] = block
     if STATE.thresholds is not None:
         breaches = thresholds.evaluate(document, STATE.thresholds)
         document["thresholds"] = thresholds.result_block(STATE.thresholds, breaches)

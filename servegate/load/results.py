@@ -292,6 +292,10 @@ def run_markdown(document: Mapping[str, Any]) -> str:
         out.append(
             markdown_table(["stream", "metric", "samples", "p50 ms", "p90 ms", "p99 ms"], srows)
         )
+    if document.get("workload"):
+        from servegate.load.workloads import markdown_lines
+
+        out += ["", *markdown_lines(document["workload"])]
     th = document.get("thresholds")
     if th:
         out.append("")
