@@ -1,0 +1,348 @@
+"""``servegate load vs-vllm``: servegate's streaming scenario and ``vllm bench serve`` against
+the same vLLM server with the same workload and load, and one table of both.
+
+The server is ``--target`` or, without it, the vLLM reference server (``servegate serve vllm``)
+started for the comparison and stopped after it. Both sides send random prompts of the same
+token lengths (counted with the model's tokenizer), the same number of them, at the same load:
+closed loop, ``--max-concurrency`` requests in flight, each prompt sent once (vLLM:
+``--max-concurrency N --request-rate inf``; servegate: N users and ``--send-each-once``).
+A request-rate mode needs only :class:`~servegate.load.vllm_bench.Load` with a rate here and
+the Locust plugin's open-loop options on servegate's side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from servegate.entry.commands.common import log as _log
+from servegate.entry.commands.common import repo_root
+from servegate.errors import ServegateError
+from servegate.load import side_by_side, vllm_bench
+from servegate.load.vllm_bench import BenchWorkload, Load
+
+#: the Locust run's time limit (it ends when every prompt was sent; this only bounds a hang)
+RUN_LIMIT_S = 900
+BENCH_TIMEOUT_S = 1200
+ORDERS = ("servegate,vllm", "vllm,servegate")
+
+
+def add_arguments(load: argparse.ArgumentParser) -> None:
+    """The options of ``servegate load vs-vllm`` (an argument group of ``servegate load``)."""
+    group = load.add_argument_group("vs-vllm (servegate beside vllm bench serve)")
+    group.add_argument(
+        "--target",
+        default="",
+        help="vs-vllm: base URL of a running vLLM server (default: start the vLLM reference)",
+    )
+    group.add_argument(
+        "--served-model",
+        default="",
+        help="vs-vllm: model name on --target (default: the reference's tiny Llama)",
+    )
+    group.add_argument(
+        "--tokenizer",
+        default="",
+        help="vs-vllm: the model's folder (or tokenizer.json); needed with --target",
+    )
+    group.add_argument(
+        "--openai-base", default="/v1", help="vs-vllm: path of the OpenAI routes on --target"
+    )
+    group.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=4,
+        help="vs-vllm: requests in flight (closed loop), on both sides",
+    )
+    group.add_argument(
+        "--num-prompts", type=int, default=64, help="vs-vllm: prompts, each sent once"
+    )
+    group.add_argument("--input-len", type=int, default=32, help="vs-vllm: prompt length in tokens")
+    group.add_argument(
+        "--output-len", type=int, default=32, help="vs-vllm: output tokens asked (held)"
+    )
+    group.add_argument(
+        "--workload-seed", type=int, default=0, help="vs-vllm: seed of both sides' prompts"
+    )
+    group.add_argument(
+        "--warmup",
+        type=int,
+        default=4,
+        help="vs-vllm: requests sent before the two runs, so neither meets a cold server",
+    )
+    group.add_argument(
+        "--order",
+        choices=ORDERS,
+        default=ORDERS[0],
+        help="vs-vllm: which run goes first (they never overlap)",
+    )
+    group.add_argument(
+        "--vllm-python",
+        default="",
+        help="vs-vllm: interpreter with vLLM installed (default: the reference's env)",
+    )
+    group.add_argument(
+        "--name",
+        default="vs-vllm",
+        help="vs-vllm: results go to reports/load-<name>.{json,md}",
+    )
+
+
+def check(args: argparse.Namespace) -> None:
+    """One line per bad option, before anything starts."""
+    for option in ("max_concurrency", "num_prompts", "input_len", "output_len"):
+        if getattr(args, option) < 1:
+            raise ServegateError(f"--{option.replace('_', '-')} must be at least 1")
+    if args.warmup < 0:
+        raise ServegateError("--warmup must be 0 or more")
+    if args.target and not (args.served_model and args.tokenizer):
+        raise ServegateError(
+            "--target needs --served-model and --tokenizer (both benchmarks count tokens with it)"
+        )
+
+
+def cmd_vs_vllm(args: argparse.Namespace) -> int:
+    check(args)
+    state_dir, reports_dir = Path(args.state_dir).resolve(), Path(args.reports_dir).resolve()
+    server = None
+    try:
+        if args.target:
+            url, model, tokenizer = args.target.rstrip("/"), args.served_model, args.tokenizer
+            openai_base = args.openai_base
+        else:
+            from servegate.reference_servers.manager import prepare_fixtures, start_reference
+
+            server = start_reference(
+                "vllm",
+                state_dir=state_dir,
+                logs_dir=reports_dir / "logs",
+                ready_timeout=420,
+                log=_log,
+            )
+            url = server.target.http_url
+            openai_base = server.target.openai_base
+            (model,) = server.target.models
+            fixture = prepare_fixtures(state_dir, _log).find(model)
+            if fixture is None:
+                raise ServegateError(f"no fixture folder for the served model {model!r}")
+            tokenizer = str(fixture.path)
+        python = args.vllm_python or str(_vllm_python(state_dir))
+        document = side_by_side_run(
+            args, url=url, openai_base=openai_base, model=model, tokenizer=tokenizer,
+            python=python, reports_dir=reports_dir, state_dir=state_dir,
+        )  # fmt: skip
+    finally:
+        if server is not None:
+            server.stop()
+    paths = side_by_side.write(reports_dir, document)
+    for row in document["rows"]:
+        _log(
+            f"{row['figure']}: servegate {_f(row['servegate'])}, vLLM {_f(row['vllm'])}, "
+            f"ratio {_f(row['ratio'], 3)}"
+            + ("" if row["within_goal"] is not False else f" -- outside: {row['explanation']}")
+        )
+    _log(f"{document['within_goal']} of {document['figures']} figures within ±10%; {paths['md']}")
+    return 0
+
+
+def _f(value: Any, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _vllm_python(state_dir: Path) -> Path:
+    from servegate.reference_servers.manager import prepare_env
+
+    return prepare_env("vllm", state_dir, _log)
+
+
+def side_by_side_run(
+    args: argparse.Namespace,
+    *,
+    url: str,
+    openai_base: str,
+    model: str,
+    tokenizer: str,
+    python: str,
+    reports_dir: Path,
+    state_dir: Path,
+) -> dict[str, Any]:
+    """Warm the server, run both benchmarks in ``args.order``, and put them side by side."""
+    workload = BenchWorkload(args.num_prompts, args.input_len, args.output_len, args.workload_seed)
+    load = Load(concurrency=args.max_concurrency)
+    scratch = reports_dir / "experiment-runs"
+    scratch.mkdir(parents=True, exist_ok=True)
+    _warm(url, openai_base, model, args.input_len, args.output_len, args.warmup)
+    loadavg: dict[str, float] = {}
+    ours: dict[str, Any] | None = None
+    theirs = None
+    for side in args.order.split(","):
+        loadavg[side] = os.getloadavg()[0]
+        if side == "servegate":
+            _log(f"vs-vllm: servegate, {load.concurrency} users, {workload.num_prompts} prompts")
+            ours = _run_servegate(
+                args, url, openai_base, model, tokenizer, workload, load, reports_dir, state_dir
+            )
+        else:
+            _log("vs-vllm: vllm bench serve (its import takes a while)")
+            theirs = _run_vllm(
+                python, url, openai_base, model, tokenizer, workload, load, scratch, reports_dir,
+                f"{args.name}-vllm.json",
+            )  # fmt: skip
+    assert ours is not None and theirs is not None
+    context = {
+        "name": args.name,
+        "target": url,
+        "model": model,
+        "tokenizer": tokenizer,
+        "workload": {
+            "num_prompts": workload.num_prompts,
+            "input_len": workload.input_len,
+            "output_len": workload.output_len,
+            "seed": workload.seed,
+        },
+        "load": {"mode": "closed", "max_concurrency": load.concurrency, "request_rate": "inf"},
+        "load_description": f"closed loop, {load.concurrency} requests in flight, each prompt "
+        "sent once",
+        "order": " then ".join(args.order.split(",")),
+        "warmup_requests": args.warmup,
+        "loadavg": loadavg,
+        "vllm_command": "python -c <vllm.benchmarks.serve add_cli_args + main> "
+        + " ".join(
+            vllm_bench.bench_command(
+                "python",
+                base_url=url,
+                openai_base=openai_base,
+                model=model,
+                tokenizer=tokenizer,
+                workload=workload,
+                load=load,
+                result_dir=scratch,
+                result_file=f"{args.name}-vllm.json",
+            )[3:]
+        ),
+    }
+    return side_by_side.compare(side_by_side.servegate_figures(ours), theirs, context)
+
+
+def _warm(url: str, openai_base: str, model: str, input_len: int, output_len: int, n: int) -> None:
+    from servegate.protocols.openai import OpenAIClient
+
+    client = OpenAIClient(url, api_base=openai_base)
+    body = {
+        "model": model,
+        "prompt": " ".join(["warm"] * input_len),
+        "max_tokens": output_len,
+        "ignore_eos": True,
+    }
+    try:
+        for _ in range(n):
+            stream = client.stream_all("completions", body)
+            if stream.reply.status != 200:
+                raise ServegateError(f"warm-up request failed: {stream.describe()}")
+    finally:
+        client.close()
+
+
+def _run_servegate(
+    args: argparse.Namespace,
+    url: str,
+    openai_base: str,
+    model: str,
+    tokenizer: str,
+    workload: BenchWorkload,
+    load: Load,
+    reports_dir: Path,
+    state_dir: Path,
+) -> dict[str, Any]:
+    from servegate.load.experiments import Settings, run_locust
+
+    settings = Settings(
+        loadtests=repo_root() / "loadtests",
+        reports_dir=reports_dir,
+        state_dir=state_dir,
+        run_time_s=RUN_LIMIT_S,
+        log=_log,
+    )
+    assert load.concurrency is not None
+    return run_locust(
+        settings,
+        url,
+        "OpenAIStreamUser",
+        "openai_stream.py",
+        load.concurrency,
+        f"{args.name}-servegate",
+        [
+            "--model", model,
+            "--tags", "completions",
+            "--openai-base", openai_base,
+            "--tokenizer", tokenizer,
+            "--input-len", str(workload.input_len),
+            "--output-len", str(workload.output_len),
+            "--num-prompts", str(workload.num_prompts),
+            "--workload-seed", str(workload.seed),
+            "--hold-output", "on",
+            "--send-each-once",
+        ],
+    )  # fmt: skip
+
+
+def _run_vllm(
+    python: str,
+    url: str,
+    openai_base: str,
+    model: str,
+    tokenizer: str,
+    workload: BenchWorkload,
+    load: Load,
+    scratch: Path,
+    reports_dir: Path,
+    result_file: str,
+) -> vllm_bench.VllmFigures:
+    result = scratch / result_file
+    result.unlink(missing_ok=True)
+    argv = vllm_bench.bench_command(
+        python,
+        base_url=url,
+        openai_base=openai_base,
+        model=model,
+        tokenizer=tokenizer,
+        workload=workload,
+        load=load,
+        result_dir=scratch,
+        result_file=result_file,
+    )
+    log_path = reports_dir / "logs" / result_file.replace(".json", ".log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with log_path.open("w", encoding="utf-8") as out:
+        try:
+            done = subprocess.run(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **vllm_bench.BENCH_ENV},
+                cwd=scratch,
+                timeout=BENCH_TIMEOUT_S,
+            )
+        except FileNotFoundError:
+            raise ServegateError(f"--vllm-python {python}: no such interpreter") from None
+        except subprocess.TimeoutExpired:
+            raise ServegateError(
+                f"vllm bench serve did not finish in {BENCH_TIMEOUT_S} s; log: {log_path}"
+            ) from None
+    _log(f"vs-vllm: vllm bench serve took {time.monotonic() - started:.0f} s (import included)")
+    if done.returncode != 0:
+        tail = "\n".join(log_path.read_text(encoding="utf-8").splitlines()[-12:])
+        raise ServegateError(f"vllm bench serve failed (exit {done.returncode}):\n{tail}")
+    figures = vllm_bench.read_result(result)
+    if figures.failed:
+        errors = vllm_bench.failed_requests(result)
+        raise ServegateError(
+            f"vllm bench serve: {figures.failed} request(s) failed; first: "
+            f"{(errors[0] if errors else '?').strip().splitlines()[-1]}"
+        )
+    return figures

@@ -1,0 +1,278 @@
+"""servegate's streaming figures beside ``vllm bench serve``'s on the same server and workload:
+one table (TTFT, ITL, TPOT and E2E at p50 and p99, request and output-token throughput), the
+ratio of each, and for each figure outside the ±10% goal what the recorded data say about why.
+
+The servegate side is a load-run result with a ``workload`` block (its throughput is read over
+the first send to the last answer, as vLLM times its run); the vLLM side is
+:class:`~servegate.load.vllm_bench.VllmFigures`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from servegate.errors import ServegateError
+from servegate.load import results
+from servegate.load.vllm_bench import METRICS, PERCENTILES, VllmFigures
+
+GOAL = 0.10
+KIND = "vs-vllm"
+
+DEFINITIONS = {
+    "ttft": "servegate: first SSE chunk whose text is not empty; vLLM: first message carrying a "
+    "choice, even with empty text. Both from just before the request is written.",
+    "itl": "servegate: gaps between chunks with non-empty text; vLLM: gaps between every message "
+    "carrying a choice. Pooled over all requests.",
+    "tpot": "Both: (E2E - TTFT) / (output tokens - 1) per request, tokens from "
+    "usage.completion_tokens.",
+    "e2e": "servegate: to the end of the stream (after the usage chunk and [DONE]); vLLM: to the "
+    "last message carrying a choice.",
+    "throughput": "Both: answered requests and usage output tokens over the first send to the "
+    "last answer (vLLM's benchmark duration; servegate's workload span).",
+}
+
+LABELS = {"ttft": "TTFT", "itl": "ITL", "tpot": "TPOT", "e2e": "E2E"}
+
+
+class SideBySideError(ServegateError):
+    """Results that cannot be put side by side."""
+
+
+def servegate_figures(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures of a servegate load run with a workload (one stream)."""
+    streams = document.get("streaming") or {}
+    if len(streams) != 1:
+        raise SideBySideError(
+            f"servegate run {document.get('name')!r}: expected one stream, found "
+            f"{', '.join(streams) or 'none'}"
+        )
+    ((stream_name, stream),) = streams.items()
+    block = document.get("workload")
+    if not block:
+        raise SideBySideError(f"servegate run {document.get('name')!r} has no workload block")
+    percentiles = {
+        metric: {q: (stream.get(f"{metric}_ms") or {}).get(f"p{q}") for q in PERCENTILES}
+        for metric, _ in METRICS
+    }
+    return {
+        "stream": stream_name,
+        "percentiles": percentiles,
+        "itl_samples": (stream.get("itl_ms") or {}).get("count"),
+        "requests": block["requests"],
+        "failed": block["failed"],
+        "span_s": block["span_s"],
+        "request_throughput": block["requests_per_s"],
+        "output_throughput": block["output_tokens_per_s"],
+        "output_tokens": block["output_tokens"]["achieved"]["total"],
+        "output_held": block["output_held"],
+        "valid": document["validity"]["valid"],
+        "validity_flags": [f["detail"] for f in document["validity"].get("flags", [])],
+    }
+
+
+def _ratio(ours: float | None, theirs: float | None) -> float | None:
+    if ours is None or theirs is None or theirs == 0:
+        return None
+    return ours / theirs
+
+
+def compare(
+    ours: Mapping[str, Any], vllm: VllmFigures, context: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The side-by-side document: rows with ratios and, outside the goal, the reasons found."""
+    rows: list[dict[str, Any]] = []
+    for metric, _ in METRICS:
+        for q in PERCENTILES:
+            rows.append(
+                _row(
+                    f"{LABELS[metric]} p{q} (ms)",
+                    metric,
+                    q,
+                    ours["percentiles"][metric][q],
+                    vllm.percentiles[metric][q],
+                )
+            )
+    rows.append(
+        _row(
+            "request throughput (req/s)",
+            "throughput",
+            None,
+            ours["request_throughput"],
+            vllm.request_throughput,
+        )
+    )
+    rows.append(
+        _row(
+            "output token throughput (tok/s)",
+            "throughput",
+            None,
+            ours["output_throughput"],
+            vllm.output_throughput,
+        )
+    )
+    server_factor = _ratio(ours["percentiles"]["e2e"][50], vllm.percentiles["e2e"][50])
+    for row in rows:
+        if row["within_goal"] is False:
+            row["explanation"] = explain(row, ours, vllm, server_factor)
+    within = sum(1 for r in rows if r["within_goal"])
+    return {
+        "schema_version": results.SCHEMA_VERSION,
+        "kind": KIND,
+        "name": context.get("name", KIND),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "goal": f"servegate within ±{GOAL:.0%} of vllm bench serve on each figure",
+        "within_goal": within,
+        "figures": len(rows),
+        "rows": rows,
+        "definitions": DEFINITIONS,
+        "server_factor": server_factor,
+        "servegate": dict(ours),
+        "vllm": {
+            "completed": vllm.completed,
+            "failed": vllm.failed,
+            "duration_s": vllm.duration_s,
+            "itl_samples": vllm.itl_samples,
+            "output_tokens": vllm.total_output_tokens,
+            "max_concurrency": vllm.max_concurrency,
+            "request_rate": vllm.request_rate,
+        },
+        **{k: v for k, v in context.items() if k != "name"},
+        "machine": results.machine(),
+    }
+
+
+def _row(
+    label: str, metric: str, q: int | None, ours: float | None, theirs: float | None
+) -> dict[str, Any]:
+    ratio = _ratio(ours, theirs)
+    return {
+        "figure": label,
+        "metric": metric,
+        "percentile": q,
+        "servegate": ours,
+        "vllm": theirs,
+        "ratio": ratio,
+        "within_goal": None if ratio is None else abs(ratio - 1) <= GOAL,
+        "explanation": None,
+    }
+
+
+def explain(
+    row: Mapping[str, Any],
+    ours: Mapping[str, Any],
+    vllm: VllmFigures,
+    server_factor: float | None,
+) -> str:
+    """Why a figure is outside the goal, from what the two runs recorded."""
+    metric, q, ratio = row["metric"], row["percentile"], row["ratio"]
+    notes: list[str] = []
+    # the two runs are sequential: a server slower in one shows in every latency alike
+    if server_factor is not None and abs(server_factor - 1) > GOAL and metric != "e2e":
+        expected = 1 / server_factor if metric == "throughput" else server_factor
+        relative = ratio / expected
+        if abs(relative - 1) <= GOAL:
+            notes.append(
+                f"the server itself was {abs(server_factor - 1):.0%} "
+                f"{'slower' if server_factor > 1 else 'faster'} during servegate's run (E2E p50 "
+                f"ratio {server_factor:.2f}; the runs are sequential on a shared machine); "
+                f"measured against that, this figure agrees ({relative:.2f})"
+            )
+    if metric == "e2e" and q == 50:
+        notes.append(
+            "E2E p50 is the server's speed in each run: the runs are sequential, so a machine "
+            "busier in one of them moves it, and every other latency with it"
+        )
+    if q == 99 and metric in ("ttft", "tpot", "e2e"):
+        n = ours["requests"] - ours["failed"]
+        notes.append(
+            f"a p99 of {n} requests is read between the {2 if n < 100 else math.ceil(n / 100)} "
+            "slowest: one request's luck moves it"
+        )
+    if metric == "itl":
+        ours_n, theirs_n = ours.get("itl_samples"), vllm.itl_samples
+        if ours_n is not None and theirs_n is not None and ours_n != theirs_n:
+            notes.append(
+                f"servegate counted {ours_n} gaps, vLLM {theirs_n}: servegate skips chunks with "
+                "empty text (their gap joins the next), vLLM counts every chunk with a choice"
+            )
+    if metric == "ttft" and q == 50 and not notes:
+        notes.append(DEFINITIONS["ttft"])
+    if not notes:
+        notes.append(f"not explained by what was recorded; definitions: {DEFINITIONS[metric]}")
+    return "; ".join(notes)
+
+
+def markdown(document: Mapping[str, Any]) -> str:
+    """The side-by-side as Markdown (one table, then the notes and definitions)."""
+    sg, vl = document["servegate"], document["vllm"]
+    wl = document.get("workload", {})
+    out = [f"## servegate vs `vllm bench serve`: `{document['name']}`", ""]
+    out.append(
+        f"Target {document.get('target', '?')}, model `{document.get('model', '?')}`; "
+        f"{wl.get('num_prompts', '?')} random prompts of {wl.get('input_len', '?')} input and "
+        f"{wl.get('output_len', '?')} output tokens; {document.get('load_description', '')}."
+    )
+    out.append(
+        f"_{document['machine']['note']}._ The runs are sequential: {document.get('order', '')}."
+    )
+    if document.get("loadavg"):
+        out.append(
+            "Load average (1 min) at the start of each run: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in document["loadavg"].items())
+            + "."
+        )
+    if not sg["valid"]:
+        out.append(
+            "servegate's run was marked **INVALID** (client-bound): "
+            + "; ".join(sg["validity_flags"])
+        )
+    if sg.get("output_held") is False:
+        out.append("servegate's answers were not all of the asked length (see its workload block).")
+    out.append("")
+    out.append(
+        f"Goal {document['goal']}: **{document['within_goal']} of {document['figures']}** within."
+    )
+    out.append("")
+    out.append(
+        results.markdown_table(
+            ["figure", "servegate", "vLLM", "servegate / vLLM", "within ±10%"],
+            [
+                [
+                    r["figure"],
+                    r["servegate"],
+                    r["vllm"],
+                    r["ratio"],
+                    "–" if r["within_goal"] is None else ("yes" if r["within_goal"] else "no"),
+                ]
+                for r in document["rows"]
+            ],
+        )
+    )
+    outside = [r for r in document["rows"] if r["explanation"]]
+    if outside:
+        out += ["", "Outside the goal, and why:", ""]
+        out += [f"- **{r['figure']}**: {r['explanation']}" for r in outside]
+    out += [
+        "",
+        f"Requests: servegate {sg['requests']} ({sg['failed']} failed), vLLM {vl['completed']} "
+        f"({vl['failed']} failed); output tokens {sg['output_tokens']} vs {vl['output_tokens']}; "
+        f"ITL gaps {sg['itl_samples']} vs {vl['itl_samples']}; timed span "
+        f"{results.fmt(sg['span_s'], 2)} s vs {results.fmt(vl['duration_s'], 2)} s.",
+        "",
+        "Definitions:",
+        "",
+    ]
+    out += [f"- {LABELS.get(k, k)}: {v}" for k, v in document["definitions"].items()]
+    return "\n".join(out) + "\n"
+
+
+def write(reports_dir: Path, document: Mapping[str, Any]) -> dict[str, Path]:
+    """``load-<name>.json`` and ``.md`` in ``reports_dir``."""
+    paths = results.paths_for(reports_dir, document["name"])
+    results.write_json(paths["json"], document)
+    paths["md"].write_text(markdown(document), encoding="utf-8")
+    return {"json": paths["json"], "md": paths["md"]}
