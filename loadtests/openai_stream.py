@@ -99,6 +99,7 @@ class OpenAIStreamUser(FastHttpUser, ProtocolUser):
             body = self.workload.body(endpoint, prompt, self.opts.need_model())
         else:
             body = self.bodies[endpoint]
+        vllm_timing = workload_plugin.vllm_timing(self.environment)
         self.pace()
         sent = time.time()
         timing = StreamTiming.start()
@@ -130,10 +131,12 @@ class OpenAIStreamUser(FastHttpUser, ProtocolUser):
                         if usage.get("prompt_tokens") is not None:
                             prompt_tokens = int(usage["prompt_tokens"])
                         content = chunk_content(chunk, chat)
-                        if content:
+                        if content or (vllm_timing and chunk.get("choices")):
                             timing.content(at=arrived)
+                        if content:
                             text.append(content)
-                    timing.end()
+                    # vLLM's E2E ends at the last chunk with a choice, not after [DONE]
+                    timing.end(at=timing.arrivals[-1] if vllm_timing and timing.arrivals else None)
                     if not done:
                         error = "stream ended without data: [DONE]"
                     elif not timing.arrivals:

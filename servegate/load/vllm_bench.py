@@ -60,6 +60,15 @@ METRICS = (("ttft", "ttft"), ("itl", "itl"), ("tpot", "tpot"), ("e2e", "e2el"))
 PERCENTILES = (50, 99)
 
 
+#: a gap shorter than this is two chunks read together, not a decode step
+BURST_MS = 1.0
+
+
+def burst_share(gaps_ms: Sequence[float]) -> float | None:
+    """The share of ITL gaps under BURST_MS (None for no gaps)."""
+    return sum(1 for g in gaps_ms if g < BURST_MS) / len(gaps_ms) if gaps_ms else None
+
+
 class VllmResultError(ServegateError):
     """A vLLM benchmark result that cannot be read."""
 
@@ -167,6 +176,8 @@ class VllmFigures:
     percentiles: dict[str, dict[int, float]]
     #: gaps counted in ITL (None without --save-detailed)
     itl_samples: int | None
+    #: share of those gaps under BURST_MS: chunks read together (None without detail)
+    itl_bursts: float | None
     output_lens: list[int] | None
     max_concurrency: int | None
     request_rate: str | float | None
@@ -204,6 +215,9 @@ def read_result(path: Path | str) -> VllmFigures:
         total_output_tokens=int(_number(doc, "total_output_tokens", p)),
         percentiles=percentiles,
         itl_samples=sum(len(x) for x in itls) if isinstance(itls, list) else None,
+        itl_bursts=burst_share([1000.0 * g for x in itls for g in x])
+        if isinstance(itls, list)
+        else None,
         output_lens=[int(x) for x in lens] if isinstance(lens, list) else None,
         max_concurrency=doc.get("max_concurrency"),
         request_rate=doc.get("request_rate"),

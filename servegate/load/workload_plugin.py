@@ -39,6 +39,10 @@ log = logging.getLogger("servegate.load")
 
 #: max_tokens of the probe that asks whether the hold fields are taken
 PROBE_TOKENS = 2
+#: which chunks time a stream (--stream-timing): servegate's own definitions, or vllm bench
+#: serve's (every chunk carrying a choice is a token arrival, even with empty text, and E2E
+#: ends at the last such chunk instead of the end of the stream)
+STREAM_TIMINGS = ("servegate", "vllm")
 
 
 class _ProcessState:
@@ -105,11 +109,24 @@ def _add_options(parser: Any) -> None:
         "probe shows the server takes them), on, off",
     )
     parser.add_argument(
+        "--stream-timing",
+        default="servegate",
+        choices=list(STREAM_TIMINGS),
+        help="servegate: a token arrives with each chunk that has text, E2E ends with the "
+        "stream; vllm: vllm bench serve's definitions (every chunk with a choice, E2E at the "
+        "last one)",
+    )
+    parser.add_argument(
         "--send-each-once",
         action="store_true",
         default=False,
         help="send every prompt once, in order, then end the run (one process only)",
     )
+
+
+def vllm_timing(environment: Environment) -> bool:
+    """Whether the streams are timed with vllm bench serve's definitions."""
+    return getattr(environment.parsed_options, "stream_timing", "servegate") == "vllm"
 
 
 def spec_from(parsed: Any) -> WorkloadSpec:

@@ -225,10 +225,27 @@ def hold_fields(on: bool) -> dict[str, Any]:
     return {"ignore_eos": True, "min_tokens": "max_tokens"} if on else {}
 
 
+#: lengths when the options give none (vllm bench serve's random dataset asks for more; these
+#: fit the small context of test models)
+DEFAULT_LENGTH = Lengths("fixed", low=32, high=32)
+DEFAULT_PROMPTS = 100
+
+
+def draw_lengths(spec: WorkloadSpec) -> list[tuple[int, int]]:
+    """(input, output) tokens of each synthetic prompt, drawn from their own seeded stream (so
+    the text drawn beside them does not move them)."""
+    rng = random.Random(f"lengths-{spec.seed}")
+    inputs, outputs = spec.input_len or DEFAULT_LENGTH, spec.output_len or DEFAULT_LENGTH
+    return [
+        (inputs.sample(rng), outputs.sample(rng))
+        for _ in range(spec.num_prompts or DEFAULT_PROMPTS)
+    ]
+
+
 def build(spec: WorkloadSpec) -> Workload:
     """The prompts the spec describes (deterministic in its seed)."""
     counter = TokenCounter.load(spec.tokenizer) if spec.tokenizer else None
-    rng = random.Random(spec.seed)
+    rng = random.Random(f"text-{spec.seed}")
     output = spec.output_len
     if spec.prompts_file:
         rows = read_prompt_file(spec.prompts_file)
@@ -237,19 +254,15 @@ def build(spec: WorkloadSpec) -> Workload:
         prompts = [_from_file(row, output, counter, rng) for row in rows]
         source = f"file {spec.prompts_file}"
     else:
-        inputs = spec.input_len or Lengths("fixed", low=32, high=32)
-        n = spec.num_prompts or 100
         pool = counter.ordinary_ids() if counter else None
         prompts = []
-        for _ in range(n):
-            length = inputs.sample(rng)
+        for length, out in draw_lengths(spec):
             if counter is not None:
                 text = counter.prompt(length, rng, pool)
                 counted: int | None = counter.count(text)
             else:
                 text = " ".join(rng.choice(FALLBACK_WORDS) for _ in range(length))
                 counted = None
-            out = (output or Lengths("fixed", low=32, high=32)).sample(rng)
             prompts.append(Prompt(text, ({"role": "user", "content": text},), out, counted))
         source = "synthetic"
     return Workload(

@@ -225,7 +225,27 @@ def side_by_side_run(
             )[3:]
         ),
     }
-    return side_by_side.compare(side_by_side.servegate_figures(ours), theirs, context)
+    figures = side_by_side.servegate_figures(ours)
+    figures["itl_bursts"] = _bursts(reports_dir / "experiment-runs", ours["name"])
+    return side_by_side.compare(figures, theirs, context)
+
+
+def _bursts(scratch: Path, name: str) -> float | None:
+    """Share of servegate's ITL gaps under 1 ms, from the run's raw samples."""
+    import csv
+
+    from servegate.load.results import paths_for, split_metric_name
+
+    path = paths_for(scratch, name)["samples"]
+    if not path.exists():
+        return None
+    with path.open(newline="", encoding="utf-8") as fh:
+        gaps = [
+            float(row["value_ms"])
+            for row in csv.DictReader(fh)
+            if split_metric_name(row["metric"])[1] == "itl"
+        ]
+    return vllm_bench.burst_share(gaps)
 
 
 def _warm(url: str, openai_base: str, model: str, input_len: int, output_len: int, n: int) -> None:
@@ -286,6 +306,8 @@ def _run_servegate(
             "--workload-seed", str(workload.seed),
             "--hold-output", "on",
             "--send-each-once",
+            # the same definitions on both sides: this compares measurements, not definitions
+            "--stream-timing", "vllm",
         ],
     )  # fmt: skip
 
