@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,24 @@ def test_chunk_counts_bursts_client_lag_and_p99_sample_size_are_named() -> None:
     assert "servegate's run was marked **INVALID**" in side_by_side.markdown(doc)
 
 
+def test_rounds_are_put_side_by_side_as_medians() -> None:
+    """Three rounds: each side's figure is its median, failures add up, one bad round's
+    validity flag is kept."""
+    scales = (1.0, 1.2, 3.0)
+    ours = [side_by_side.servegate_figures(servegate_run(scale=k)) for k in scales]
+    ours[2]["valid"], ours[2]["validity_flags"] = False, ["loop lag"]
+    recorded = read_result(RECORDED)
+    theirs = [recorded, replace(recorded, request_throughput=20.0, failed=1), recorded]
+    merged = side_by_side.median_servegate(ours)
+    assert merged["percentiles"]["ttft"][50] == pytest.approx(57.5 * 1.2)
+    assert merged["request_throughput"] == pytest.approx(16.0 / 1.2)
+    assert merged["valid"] is False and merged["validity_flags"] == ["loop lag"]
+    median = side_by_side.median_vllm(theirs)
+    assert median.request_throughput == 16.0 and median.failed == 1
+    assert median.percentiles["itl"][99] == pytest.approx(13.85)
+    assert side_by_side.median_servegate(ours[:1]) is ours[0]
+
+
 def test_a_run_without_a_workload_or_with_two_streams_is_refused() -> None:
     ours = servegate_run()
     del ours["workload"]
@@ -230,6 +249,7 @@ def test_a_run_without_a_workload_or_with_two_streams_is_refused() -> None:
         (["--max-concurrency", "0"], "--max-concurrency must be at least 1"),
         (["--num-prompts", "0"], "--num-prompts must be at least 1"),
         (["--warmup", "-1"], "--warmup must be 0 or more"),
+        (["--rounds", "0"], "--rounds must be at least 1"),
         (["--nonsense"], "unknown option(s) --nonsense"),
     ],
 )
@@ -248,7 +268,7 @@ def test_every_vs_vllm_option_has_a_help_line(capsys: pytest.CaptureFixture[str]
     text = capsys.readouterr().out
     section = text[text.index("vs-vllm (servegate beside vllm bench serve)") :]
     options = [line.split()[0] for line in section.splitlines() if line.startswith("  --")]
-    assert len(options) == 13
+    assert len(options) == 14
     for option in options:
         after = section[section.index(option) :].split("\n  --")[0]
         assert "vs-vllm:" in after, option

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import statistics
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,51 @@ def servegate_figures(document: Mapping[str, Any]) -> dict[str, Any]:
         "valid": document["validity"]["valid"],
         "validity_flags": [f["detail"] for f in document["validity"].get("flags", [])],
     }
+
+
+def _median(values: list[Any]) -> Any:
+    kept = [v for v in values if v is not None]
+    return statistics.median(kept) if kept else None
+
+
+def median_servegate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """servegate's figures over several rounds: each figure's median; counts of one round
+    (every round sends the same prompts), failures summed, validity of all."""
+    if len(rounds) == 1:
+        return rounds[0]
+    first = rounds[0]
+    out = dict(first)
+    out["percentiles"] = {
+        metric: {q: _median([r["percentiles"][metric][q] for r in rounds]) for q in by_q}
+        for metric, by_q in first["percentiles"].items()
+    }
+    for key in ("span_s", "request_throughput", "output_throughput", "itl_samples", "itl_bursts"):
+        out[key] = _median([r[key] for r in rounds])
+    out["failed"] = sum(r["failed"] for r in rounds)
+    out["valid"] = all(r["valid"] for r in rounds)
+    out["validity_flags"] = [f for r in rounds for f in r["validity_flags"]]
+    out["output_held"] = all(r["output_held"] for r in rounds)
+    return out
+
+
+def median_vllm(rounds: list[VllmFigures]) -> VllmFigures:
+    """vLLM's figures over several rounds: each figure's median, failures summed."""
+    if len(rounds) == 1:
+        return rounds[0]
+    first = rounds[0]
+    return replace(
+        first,
+        failed=sum(r.failed for r in rounds),
+        duration_s=_median([r.duration_s for r in rounds]),
+        request_throughput=_median([r.request_throughput for r in rounds]),
+        output_throughput=_median([r.output_throughput for r in rounds]),
+        percentiles={
+            metric: {q: _median([r.percentiles[metric][q] for r in rounds]) for q in by_q}
+            for metric, by_q in first.percentiles.items()
+        },
+        itl_samples=_median([r.itl_samples for r in rounds]),
+        itl_bursts=_median([r.itl_bursts for r in rounds]),
+    )
 
 
 def _ratio(ours: float | None, theirs: float | None) -> float | None:
@@ -252,8 +299,10 @@ def markdown(document: Mapping[str, Any]) -> str:
     if sg.get("output_held") is False:
         out.append("servegate's answers were not all of the asked length (see its workload block).")
     out.append("")
+    rounds = document.get("rounds", 1)
     out.append(
-        f"Goal {document['goal']}: **{document['within_goal']} of {document['figures']}** within."
+        f"Goal {document['goal']}: **{document['within_goal']} of {document['figures']}** within"
+        + (f" (each figure the median of {rounds} rounds)." if rounds > 1 else ".")
     )
     out.append("")
     out.append(

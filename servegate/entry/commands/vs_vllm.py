@@ -81,6 +81,12 @@ def add_arguments(load: argparse.ArgumentParser) -> None:
         help="vs-vllm: which run goes first (they never overlap)",
     )
     group.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="vs-vllm: pairs of runs, the order alternating; each figure is the median over rounds",
+    )
+    group.add_argument(
         "--vllm-python",
         default="",
         help="vs-vllm: interpreter with vLLM installed (default: the reference's env)",
@@ -94,7 +100,7 @@ def add_arguments(load: argparse.ArgumentParser) -> None:
 
 def check(args: argparse.Namespace) -> None:
     """One line per bad option, before anything starts."""
-    for option in ("max_concurrency", "num_prompts", "input_len", "output_len"):
+    for option in ("max_concurrency", "num_prompts", "input_len", "output_len", "rounds"):
         if getattr(args, option) < 1:
             raise ServegateError(f"--{option.replace('_', '-')} must be at least 1")
     if args.warmup < 0:
@@ -177,22 +183,41 @@ def side_by_side_run(
     scratch.mkdir(parents=True, exist_ok=True)
     _warm(url, openai_base, model, args.input_len, args.output_len, args.warmup)
     loadavg: dict[str, float] = {}
-    ours: dict[str, Any] | None = None
-    theirs = None
-    for side in args.order.split(","):
-        loadavg[side] = os.getloadavg()[0]
-        if side == "servegate":
-            _log(f"vs-vllm: servegate, {load.concurrency} users, {workload.num_prompts} prompts")
-            ours = _run_servegate(
-                args, url, openai_base, model, tokenizer, workload, load, reports_dir, state_dir
-            )
-        else:
-            _log("vs-vllm: vllm bench serve (its import takes a while)")
-            theirs = _run_vllm(
-                python, url, openai_base, model, tokenizer, workload, load, scratch, reports_dir,
-                f"{args.name}-vllm.json",
-            )  # fmt: skip
-    assert ours is not None and theirs is not None
+    ours_rounds: list[dict[str, Any]] = []
+    theirs_rounds: list[vllm_bench.VllmFigures] = []
+    orders: list[str] = []
+    for n in range(1, args.rounds + 1):
+        order = args.order.split(",")
+        if n % 2 == 0:
+            order.reverse()  # alternate, so a machine drifting busier hits both sides alike
+        orders.append(" then ".join(order))
+        for side in order:
+            loadavg[f"{side} (round {n})" if args.rounds > 1 else side] = os.getloadavg()[0]
+            if side == "servegate":
+                _log(f"vs-vllm: round {n}: servegate, {load.concurrency} users")
+                doc = _run_servegate(
+                    args, url, openai_base, model, tokenizer, workload, load, reports_dir,
+                    state_dir, f"{args.name}-servegate-{n}",
+                )  # fmt: skip
+                figures = side_by_side.servegate_figures(doc)
+                figures["itl_bursts"] = _bursts(scratch, doc["name"])
+                ours_rounds.append(figures)
+            else:
+                _log(f"vs-vllm: round {n}: vllm bench serve (its import takes a while)")
+                theirs_rounds.append(
+                    _run_vllm(
+                        python,
+                        url,
+                        openai_base,
+                        model,
+                        tokenizer,
+                        workload,
+                        load,
+                        scratch,
+                        reports_dir,
+                        f"{args.name}-vllm-{n}.json",
+                    )  # fmt: skip
+                )
     context = {
         "name": args.name,
         "target": url,
@@ -207,7 +232,8 @@ def side_by_side_run(
         "load": {"mode": "closed", "max_concurrency": load.concurrency, "request_rate": "inf"},
         "load_description": f"closed loop, {load.concurrency} requests in flight, each prompt "
         "sent once",
-        "order": " then ".join(args.order.split(",")),
+        "order": "; ".join(orders),
+        "rounds": args.rounds,
         "warmup_requests": args.warmup,
         "loadavg": loadavg,
         "vllm_command": "python -c <vllm.benchmarks.serve add_cli_args + main> "
@@ -221,13 +247,18 @@ def side_by_side_run(
                 workload=workload,
                 load=load,
                 result_dir=scratch,
-                result_file=f"{args.name}-vllm.json",
+                result_file=f"{args.name}-vllm-1.json",
             )[3:]
         ),
     }
-    figures = side_by_side.servegate_figures(ours)
-    figures["itl_bursts"] = _bursts(reports_dir / "experiment-runs", ours["name"])
-    return side_by_side.compare(figures, theirs, context)
+    if args.rounds > 1:
+        context["per_round"] = [
+            side_by_side.compare(o, t, {})["rows"]
+            for o, t in zip(ours_rounds, theirs_rounds, strict=True)
+        ]
+    return side_by_side.compare(
+        side_by_side.median_servegate(ours_rounds), side_by_side.median_vllm(theirs_rounds), context
+    )
 
 
 def _bursts(scratch: Path, name: str) -> float | None:
@@ -277,6 +308,7 @@ def _run_servegate(
     load: Load,
     reports_dir: Path,
     state_dir: Path,
+    name: str,
 ) -> dict[str, Any]:
     from servegate.load.experiments import Settings, run_locust
 
@@ -294,7 +326,7 @@ def _run_servegate(
         "OpenAIStreamUser",
         "openai_stream.py",
         load.concurrency,
-        f"{args.name}-servegate",
+        name,
         [
             "--model", model,
             "--tags", "completions",
