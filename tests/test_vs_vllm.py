@@ -274,6 +274,21 @@ def test_every_vs_vllm_option_has_a_help_line(capsys: pytest.CaptureFixture[str]
         assert "vs-vllm:" in after, option
 
 
+def test_load_run_hands_options_it_shares_with_locust_on_to_locust() -> None:
+    """`servegate load run --tokenizer T --max-concurrency 4` means Locust's options: the
+    vs-vllm group parses them too, so they are given back as written, even at their defaults."""
+    from servegate.entry.cli import build_parser
+    from servegate.entry.commands.vs_vllm import given_options, with_defaults
+
+    args, extra = build_parser().parse_known_args(
+        ["load", "run", "--headless", "--tokenizer", "T", "--max-concurrency", "4"]
+    )
+    assert extra == ["--headless"]
+    assert given_options(args) == ["--tokenizer", "T", "--max-concurrency", "4"]
+    resolved = with_defaults(args)
+    assert resolved.num_prompts == 64 and resolved.tokenizer == "T" and resolved.order
+
+
 # ---- one real run ------------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from servegate.entry.commands.common import log as _log
 from servegate.entry.commands.common import repo_root
 from servegate.entry.commands.vs_vllm import add_arguments as add_vs_vllm_arguments
-from servegate.entry.commands.vs_vllm import cmd_vs_vllm
+from servegate.entry.commands.vs_vllm import cmd_vs_vllm, given_options
 from servegate.errors import ServegateError
 
 
@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_load(args: argparse.Namespace, extra: list[str]) -> int:
     loadtests = repo_root() / "loadtests"
     if args.what == "run":
-        extra = [a for a in extra if a != "--"]
+        # options of the vs-vllm group that Locust shares (--tokenizer, ...) are Locust's here
+        extra = [a for a in extra if a != "--"] + given_options(args)
         return subprocess.call([sys.executable, "-m", "locust", "-f", str(loadtests), *extra])
     if args.what == "vs-vllm":
         if extra:

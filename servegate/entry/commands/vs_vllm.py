@@ -31,71 +31,57 @@ BENCH_TIMEOUT_S = 1200
 ORDERS = ("servegate,vllm", "vllm,servegate")
 
 
+#: each vs-vllm option: (flags, type, default, help). Registered with no default (None), so
+#: that ``servegate load run`` can hand any of them it was given on to Locust, whose
+#: streaming scenario shares several names (--tokenizer, --input-len, --openai-base, ...)
+OPTIONS: tuple[tuple[str, type, Any, str], ...] = (
+    ("--target", str, "", "base URL of a running vLLM server (default: start the vLLM reference)"),
+    ("--served-model", str, "", "model name on --target (default: the reference's tiny Llama)"),
+    ("--tokenizer", str, "", "the model's folder (or tokenizer.json); needed with --target"),
+    ("--openai-base", str, "/v1", "path of the OpenAI routes on --target (default /v1)"),
+    ("--max-concurrency", int, 4, "requests in flight (closed loop), on both sides (default 4)"),
+    ("--num-prompts", int, 64, "prompts, each sent once (default 64)"),
+    ("--input-len", int, 32, "prompt length in tokens (default 32)"),
+    ("--output-len", int, 32, "output tokens asked, held with ignore_eos (default 32)"),
+    ("--workload-seed", int, 0, "seed of both sides' prompts (default 0)"),
+    ("--warmup", int, 4, "requests sent before the runs, so neither meets a cold server (4)"),
+    ("--order", str, ORDERS[0], f"which run goes first, {' or '.join(ORDERS)} (never overlap)"),
+    ("--rounds", int, 1, "pairs of runs, the order alternating; figures are medians (default 1)"),
+    ("--vllm-python", str, "", "interpreter with vLLM installed (default: the reference's env)"),
+    ("--name", str, "vs-vllm", "results go to reports/load-<name>.{json,md} (default vs-vllm)"),
+)
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
 def add_arguments(load: argparse.ArgumentParser) -> None:
     """The options of ``servegate load vs-vllm`` (an argument group of ``servegate load``)."""
     group = load.add_argument_group("vs-vllm (servegate beside vllm bench serve)")
-    group.add_argument(
-        "--target",
-        default="",
-        help="vs-vllm: base URL of a running vLLM server (default: start the vLLM reference)",
-    )
-    group.add_argument(
-        "--served-model",
-        default="",
-        help="vs-vllm: model name on --target (default: the reference's tiny Llama)",
-    )
-    group.add_argument(
-        "--tokenizer",
-        default="",
-        help="vs-vllm: the model's folder (or tokenizer.json); needed with --target",
-    )
-    group.add_argument(
-        "--openai-base", default="/v1", help="vs-vllm: path of the OpenAI routes on --target"
-    )
-    group.add_argument(
-        "--max-concurrency",
-        type=int,
-        default=4,
-        help="vs-vllm: requests in flight (closed loop), on both sides",
-    )
-    group.add_argument(
-        "--num-prompts", type=int, default=64, help="vs-vllm: prompts, each sent once"
-    )
-    group.add_argument("--input-len", type=int, default=32, help="vs-vllm: prompt length in tokens")
-    group.add_argument(
-        "--output-len", type=int, default=32, help="vs-vllm: output tokens asked (held)"
-    )
-    group.add_argument(
-        "--workload-seed", type=int, default=0, help="vs-vllm: seed of both sides' prompts"
-    )
-    group.add_argument(
-        "--warmup",
-        type=int,
-        default=4,
-        help="vs-vllm: requests sent before the two runs, so neither meets a cold server",
-    )
-    group.add_argument(
-        "--order",
-        choices=ORDERS,
-        default=ORDERS[0],
-        help="vs-vllm: which run goes first (they never overlap)",
-    )
-    group.add_argument(
-        "--rounds",
-        type=int,
-        default=1,
-        help="vs-vllm: pairs of runs, the order alternating; each figure is the median over rounds",
-    )
-    group.add_argument(
-        "--vllm-python",
-        default="",
-        help="vs-vllm: interpreter with vLLM installed (default: the reference's env)",
-    )
-    group.add_argument(
-        "--name",
-        default="vs-vllm",
-        help="vs-vllm: results go to reports/load-<name>.{json,md}",
-    )
+    for flag, kind, _, text in OPTIONS:
+        choices = ORDERS if flag == "--order" else None
+        group.add_argument(flag, type=kind, default=None, choices=choices, help=f"vs-vllm: {text}")
+
+
+def given_options(args: argparse.Namespace) -> list[str]:
+    """The vs-vllm options given on the command line, as written (for ``load run`` to pass on
+    to Locust)."""
+    out: list[str] = []
+    for flag, _, _, _ in OPTIONS:
+        value = getattr(args, _dest(flag), None)
+        if value is not None:
+            out += [flag, str(value)]
+    return out
+
+
+def with_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with every vs-vllm option not given set to its default."""
+    values = dict(vars(args))
+    for flag, _, default, _ in OPTIONS:
+        if values.get(_dest(flag)) is None:
+            values[_dest(flag)] = default
+    return argparse.Namespace(**values)
 
 
 def check(args: argparse.Namespace) -> None:
@@ -112,6 +98,7 @@ def check(args: argparse.Namespace) -> None:
 
 
 def cmd_vs_vllm(args: argparse.Namespace) -> int:
+    args = with_defaults(args)
     check(args)
     state_dir, reports_dir = Path(args.state_dir).resolve(), Path(args.reports_dir).resolve()
     server = None
