@@ -184,13 +184,51 @@ def test_a_server_slower_in_one_run_explains_every_figure_it_moves() -> None:
     assert doc["within_goal"] == 0 and doc["server_factor"] == pytest.approx(1.3)
     for row in doc["rows"]:
         assert row["within_goal"] is False
-        if row["metric"] == "e2e":
-            assert "E2E p50 is the server's speed" in row["explanation"] or row["percentile"] == 99
-        else:
-            assert "30% slower during servegate's run" in row["explanation"], row
-            assert "this figure agrees (1.00)" in row["explanation"]
+        assert "30% slower during servegate's run (E2E p50 ratio 1.30" in row["explanation"]
+        assert "this figure agrees (1.00)" in row["explanation"]
     text = side_by_side.markdown(doc)
     assert "Outside the goal, and why:" in text and "**0 of 10** within" in text
+
+
+def test_the_servers_own_clock_decides_how_much_slower_it_was() -> None:
+    """With vLLM's /metrics means for each run, the server factor comes from the server's own
+    E2E, not from either client: here it was 1.3x slower, the client saw 1.6x, which leaves a
+    ratio of 1.23 to explain; the Markdown shows both clocks side by side."""
+    view = {
+        "servegate": {"ttft": 60.0, "itl": 14.3, "tpot": 14.3, "e2e": 130.0},
+        "vllm": {"ttft": 50.0, "itl": 11.0, "tpot": 11.0, "e2e": 100.0},
+    }
+    doc = side_by_side.compare(
+        side_by_side.servegate_figures(servegate_run(scale=1.6)),
+        read_result(RECORDED),
+        {**CONTEXT, "server_view": view},
+    )
+    assert doc["server_factor"] == pytest.approx(1.3)
+    ttft = next(r for r in doc["rows"] if r["figure"] == "TTFT p50 (ms)")
+    assert (
+        "vLLM's own /metrics put its mean E2E at 130 ms during servegate's run"
+        in (ttft["explanation"])
+    )
+    assert "that leaves a ratio of 1.23" in ttft["explanation"]
+    text = side_by_side.markdown(doc)
+    assert "The server's own clock" in text and "| E2E | 130.0 |" in text
+
+
+def test_server_histograms_are_read_from_a_prometheus_page() -> None:
+    page = (
+        "# HELP vllm:e2e_request_latency_seconds Histogram\n"
+        'vllm:e2e_request_latency_seconds_sum{engine="0",model_name="m"} 3.0\n'
+        'vllm:e2e_request_latency_seconds_count{engine="0",model_name="m"} 10.0\n'
+        'vllm:e2e_request_latency_seconds_bucket{le="1.0"} 10.0\n'
+        "vllm:time_to_first_token_seconds_sum 0.5\n"
+        "vllm:time_to_first_token_seconds_count 10\n"
+    )
+    before = vllm_bench.histogram_totals(page)
+    assert before == {"e2e": (3.0, 10.0), "ttft": (0.5, 10.0)}
+    after = {"e2e": (7.0, 20.0), "ttft": (1.5, 20.0)}
+    means = vllm_bench.server_means(before, after)
+    assert means["e2e"] == pytest.approx(400.0) and means["ttft"] == pytest.approx(100.0)
+    assert means["itl"] is None and means["tpot"] is None
 
 
 def test_chunk_counts_bursts_client_lag_and_p99_sample_size_are_named() -> None:

@@ -174,6 +174,8 @@ class VllmFigures:
     total_output_tokens: int
     #: metric ("ttft", "itl", "tpot", "e2e") -> percentile -> ms
     percentiles: dict[str, dict[int, float]]
+    #: metric -> mean ms (None where the result has no mean)
+    means: dict[str, float | None]
     #: gaps counted in ITL (None without --save-detailed)
     itl_samples: int | None
     #: share of those gaps under BURST_MS: chunks read together (None without detail)
@@ -188,6 +190,11 @@ def _number(doc: Mapping[str, Any], key: str, path: Path) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise VllmResultError(f"{path}: {key} is {value!r}, not a number (a vllm bench result?)")
     return float(value)
+
+
+def _mean(doc: Mapping[str, Any], stem: str) -> float | None:
+    value = doc.get(f"mean_{stem}_ms")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def read_result(path: Path | str) -> VllmFigures:
@@ -214,6 +221,7 @@ def read_result(path: Path | str) -> VllmFigures:
         output_throughput=_number(doc, "output_throughput", p),
         total_output_tokens=int(_number(doc, "total_output_tokens", p)),
         percentiles=percentiles,
+        means={ours: _mean(doc, theirs) for ours, theirs in METRICS},
         itl_samples=sum(len(x) for x in itls) if isinstance(itls, list) else None,
         itl_bursts=burst_share([1000.0 * g for x in itls for g in x])
         if isinstance(itls, list)
@@ -231,3 +239,48 @@ def failed_requests(path: Path | str) -> Sequence[str]:
     except (OSError, ValueError):
         return []
     return [e for e in doc.get("errors") or [] if e]
+
+
+# ---- the server's own clock ------------------------------------------------------------------
+
+#: vLLM's Prometheus histograms (seconds) and the figure each one is the server's view of
+SERVER_HISTOGRAMS = {
+    "ttft": "vllm:time_to_first_token_seconds",
+    "itl": "vllm:inter_token_latency_seconds",
+    "tpot": "vllm:request_time_per_output_token_seconds",
+    "e2e": "vllm:e2e_request_latency_seconds",
+}
+
+
+def histogram_totals(metrics_text: str) -> dict[str, tuple[float, float]]:
+    """(sum, count) of each SERVER_HISTOGRAMS series in a Prometheus text page, added over
+    labels (engines, models)."""
+    totals: dict[str, list[float]] = {}
+    for line in metrics_text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, _, rest = line.partition("{") if "{" in line.split(" ")[0] else line.partition(" ")
+        value = rest.rsplit(" ", 1)[-1]
+        for metric, series in SERVER_HISTOGRAMS.items():
+            for suffix, index in (("_sum", 0), ("_count", 1)):
+                if name == series + suffix:
+                    try:
+                        totals.setdefault(metric, [0.0, 0.0])[index] += float(value)
+                    except ValueError:
+                        continue
+    return {k: (v[0], v[1]) for k, v in totals.items()}
+
+
+def server_means(
+    before: Mapping[str, tuple[float, float]], after: Mapping[str, tuple[float, float]]
+) -> dict[str, float | None]:
+    """The server's own mean of each figure (ms) over the requests between two scrapes."""
+    out: dict[str, float | None] = {}
+    for metric in SERVER_HISTOGRAMS:
+        if metric not in before or metric not in after:
+            out[metric] = None
+            continue
+        total = after[metric][0] - before[metric][0]
+        count = after[metric][1] - before[metric][1]
+        out[metric] = 1000.0 * total / count if count > 0 else None
+    return out

@@ -173,6 +173,8 @@ def side_by_side_run(
     ours_rounds: list[dict[str, Any]] = []
     theirs_rounds: list[vllm_bench.VllmFigures] = []
     orders: list[str] = []
+    # the server's own means (vLLM's /metrics) over each run, per side
+    server_view: dict[str, list[dict[str, float | None]]] = {"servegate": [], "vllm": []}
     for n in range(1, args.rounds + 1):
         order = args.order.split(",")
         if n % 2 == 0:
@@ -180,6 +182,7 @@ def side_by_side_run(
         orders.append(" then ".join(order))
         for side in order:
             loadavg[f"{side} (round {n})" if args.rounds > 1 else side] = os.getloadavg()[0]
+            before = _scrape(url)
             if side == "servegate":
                 _log(f"vs-vllm: round {n}: servegate, {load.concurrency} users")
                 doc = _run_servegate(
@@ -191,20 +194,14 @@ def side_by_side_run(
                 ours_rounds.append(figures)
             else:
                 _log(f"vs-vllm: round {n}: vllm bench serve (its import takes a while)")
-                theirs_rounds.append(
-                    _run_vllm(
-                        python,
-                        url,
-                        openai_base,
-                        model,
-                        tokenizer,
-                        workload,
-                        load,
-                        scratch,
-                        reports_dir,
-                        f"{args.name}-vllm-{n}.json",
-                    )  # fmt: skip
-                )
+                figures_vllm = _run_vllm(
+                    python, url, openai_base, model, tokenizer, workload, load, scratch,
+                    reports_dir, f"{args.name}-vllm-{n}.json",
+                )  # fmt: skip
+                theirs_rounds.append(figures_vllm)
+            after = _scrape(url)
+            if before is not None and after is not None:
+                server_view[side].append(vllm_bench.server_means(before, after))
     context = {
         "name": args.name,
         "target": url,
@@ -219,6 +216,10 @@ def side_by_side_run(
         "load": {"mode": "closed", "max_concurrency": load.concurrency, "request_rate": "inf"},
         "load_description": f"closed loop, {load.concurrency} requests in flight, each prompt "
         "sent once",
+        "server_view": {
+            side: side_by_side.median_means(views) if views else None
+            for side, views in server_view.items()
+        },
         "order": "; ".join(orders),
         "rounds": args.rounds,
         "warmup_requests": args.warmup,
@@ -246,6 +247,19 @@ def side_by_side_run(
     return side_by_side.compare(
         side_by_side.median_servegate(ours_rounds), side_by_side.median_vllm(theirs_rounds), context
     )
+
+
+def _scrape(url: str) -> dict[str, tuple[float, float]] | None:
+    """vLLM's latency histograms from its /metrics page; None where there is none."""
+    import httpx
+
+    try:
+        reply = httpx.get(f"{url}/metrics", timeout=10.0)
+    except httpx.HTTPError:
+        return None
+    if reply.status_code != 200:
+        return None
+    return vllm_bench.histogram_totals(reply.text) or None
 
 
 def _bursts(scratch: Path, name: str) -> float | None:
