@@ -210,6 +210,13 @@ def test_the_servers_own_clock_decides_how_much_slower_it_was() -> None:
         in (ttft["explanation"])
     )
     assert "that leaves a ratio of 1.23" in ttft["explanation"]
+    # client means (recorded vLLM: TTFT mean 61.25 ms; servegate: no mean in this run)
+    assert "client adds" not in ttft["explanation"]
+    ours = side_by_side.servegate_figures(servegate_run(scale=1.6))
+    ours["means"] = {"ttft": 95.0, "itl": 15.0, "tpot": 15.0, "e2e": 170.0}
+    doc = side_by_side.compare(ours, read_result(RECORDED), {**CONTEXT, "server_view": view})
+    ttft = next(r for r in doc["rows"] if r["figure"] == "TTFT p50 (ms)")
+    assert "servegate's client adds 35 ms and vLLM's 11 ms" in ttft["explanation"]
     text = side_by_side.markdown(doc)
     assert "The server's own clock" in text and "| E2E | 130.0 |" in text
 

@@ -189,6 +189,9 @@ def compare(
     for row in rows:
         if row["within_goal"] is False:
             row["explanation"] = explain(row, ours, vllm, server_factor, factor_source)
+            overhead = client_overhead(row["metric"], ours, vllm, view)
+            if overhead:
+                row["explanation"] += "; " + overhead
     within = sum(1 for r in rows if r["within_goal"])
     return {
         "schema_version": results.SCHEMA_VERSION,
@@ -232,6 +235,26 @@ def _row(
         "within_goal": None if ratio is None else abs(ratio - 1) <= GOAL,
         "explanation": None,
     }
+
+
+def client_overhead(
+    metric: str, ours: Mapping[str, Any], vllm: VllmFigures, view: Mapping[str, Any]
+) -> str:
+    """What each client adds to the server's own mean of a latency (TTFT, E2E): the time from
+    its clock start to the server's, and from the server's last token to its read."""
+    if metric not in ("ttft", "e2e"):
+        return ""
+    server_ours = (view.get("servegate") or {}).get(metric)
+    server_theirs = (view.get("vllm") or {}).get(metric)
+    client_ours = (ours.get("means") or {}).get(metric)
+    client_theirs = vllm.means.get(metric)
+    if server_ours is None or server_theirs is None or client_ours is None or client_theirs is None:
+        return ""
+    return (
+        f"against the server's own mean {LABELS[metric]}, servegate's client adds "
+        f"{client_ours - server_ours:.0f} ms and vLLM's {client_theirs - server_theirs:.0f} ms "
+        "(sending, connection and reading on a shared machine)"
+    )
 
 
 def explain(
