@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,10 @@ class RunState:
 
 
 STATE = RunState()
+
+#: extra blocks of the result document, by key: scenarios register a function that returns
+#: the block (None to leave it out), e.g. the token workload of the streaming scenario
+RESULT_SECTIONS: dict[str, Callable[[], dict[str, Any] | None]] = {}
 
 
 # ---- options --------------------------------------------------------------------------------
@@ -765,6 +770,8 @@ def _telemetry_report(started: float) -> dict[str, Any]:
     if STATE.scraper is None:
         return {"status": "absent", "note": "the scraper had not found the endpoint yet"}
     return STATE.scraper.report(started)
+
+
 def _load_config(parsed: Any) -> dict[str, Any]:
     """How load was offered, and the schedule's offered vs achieved rate."""
     load = STATE.load
@@ -819,6 +826,10 @@ def write_results(environment: Environment) -> dict[str, Any]:
         slos=STATE.slos,
         telemetry=_telemetry_report(started),
     )
+    for key, section in RESULT_SECTIONS.items():
+        block = section()
+        if block is not None:
+            document[key] = block
     if STATE.thresholds is not None:
         breaches = thresholds.evaluate(document, STATE.thresholds)
         document["thresholds"] = thresholds.result_block(STATE.thresholds, breaches)

@@ -339,6 +339,10 @@ def run_markdown(document: Mapping[str, Any]) -> str:
         )
     out += goodput_lines(document.get("goodput"))
     out += telemetry_lines(document.get("telemetry"))
+    if document.get("workload"):
+        from servegate.load.workloads import markdown_lines
+
+        out += ["", *markdown_lines(document["workload"])]
     th = document.get("thresholds")
     if th:
         out.append("")

@@ -5,6 +5,7 @@
 - ``servegate load capacity``: Locust's request rate vs wrk's on the null V2 endpoint;
 - ``servegate load sweep --rates ... | --concurrency ... --host URL``: one run per load level
   against any target, the knee and the saturation point located.
+- ``servegate load vs-vllm``: the streaming scenario beside ``vllm bench serve`` (vs_vllm.py).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from typing import TYPE_CHECKING
 
 from servegate.entry.commands.common import log as _log
 from servegate.entry.commands.common import repo_root
+from servegate.entry.commands.vs_vllm import add_arguments as add_vs_vllm_arguments
+from servegate.entry.commands.vs_vllm import cmd_vs_vllm, given_options
+from servegate.errors import ServegateError
 from servegate.load.arrivals import (
-    DEFAULT_OPEN_LOOP_USERS,
     ArrivalError,
     LoadOptions,
     parse_arrival,
@@ -38,14 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "reports/load-benchmark-*.{json,csv,md,png}). sweep: one run per --rates or "
         "--concurrency level against --host, the knee and saturation point located "
         "(reports/load-sweep-*.{json,csv,md,png}); options after '--' go to every run "
-        "(--model, --task, --tags ...).",
+        "(--model, --task, --tags ...). vs-vllm: servegate's streaming scenario and vllm bench "
+        "serve on one vLLM server, one table (reports/load-vs-vllm.{json,md}).",
     )
     load.add_argument(
         "what",
-        choices=["run", "fidelity", "capacity", "sweep"],
+        choices=["run", "fidelity", "capacity", "sweep", "vs-vllm"],
         help="run: Locust with the options after '--'; fidelity: measured TTFT/ITL against "
         "the calibration server's set delays; capacity: Locust's request rate against wrk's; "
-        "sweep: one run per load level against --host",
+        "sweep: one run per load level against --host; vs-vllm: beside vllm bench serve",
     )
     load.add_argument("--run-time", type=int, default=10, help="seconds per point")
     load.add_argument(
@@ -94,29 +98,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="sweep: end each point after this many answered requests (--run-time caps it)",
     )
-    sweep.add_argument(
-        "--max-concurrency",
-        type=int,
-        default=None,
-        help="sweep --rates: most requests in flight (Locust users) per point "
-        f"(default {DEFAULT_OPEN_LOOP_USERS})",
-    )
-    sweep.add_argument(
-        "--name",
-        default="",
-        help="sweep: results go to reports/load-<name>.* "
-        "(default sweep-<rate|concurrency>-<scenario>)",
-    )
+    add_vs_vllm_arguments(load)
     load.set_defaults(func=cmd_load, passes_extra=True)
 
 
 def cmd_load(args: argparse.Namespace, extra: list[str]) -> int:
     loadtests = repo_root() / "loadtests"
     if args.what == "run":
-        extra = [a for a in extra if a != "--"]
+        # options of the vs-vllm group that Locust shares (--tokenizer, ...) are Locust's here
+        extra = [a for a in extra if a != "--"] + given_options(args)
         return subprocess.call([sys.executable, "-m", "locust", "-f", str(loadtests), *extra])
     if args.what == "sweep":
         return _sweep(args, [a for a in extra if a != "--"], loadtests)
+    if args.what == "vs-vllm":
+        if extra:
+            raise ServegateError(f"load vs-vllm: unknown option(s) {' '.join(extra)}")
+        return cmd_vs_vllm(args)
     from servegate.load import benchmarks
     from servegate.load.experiments import Settings
 
@@ -179,7 +176,7 @@ def sweep_plan(args: argparse.Namespace, extra: list[str]) -> SweepPlan:
         base=base,
         run_time_s=args.run_time,
         locust_args=extra,
-        name=args.name,
+        name=args.name or "",
     )
 
 
