@@ -255,7 +255,8 @@ def measured_point(
             "command": proc.name,
             "omp_num_threads": proc.omp_threads,
             "threads": proc.threads,
-            "busy_threads": proc.busy_threads(measure.cpu.window_s),
+            "busy_threads": proc.busy_threads,
+            "compute_library": proc.computes,
             "cpu_s": round(proc.cpu_s, 2),
         }
         for proc in measure.processes

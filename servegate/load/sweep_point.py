@@ -6,15 +6,15 @@ Validity reasons an experiment adds to the load generator's own (``cpu_warning``
 
 - ``oversubscribed``: the server's inference processes x threads per process exceed the cores
   given to the server; the threads time-share the cores, and the figure measures that;
-- ``cpu_saturated``: server and load generator together kept the machine's cores busy; they
-  competed for CPU, so the figure is this machine's limit, not the server's;
+- ``cpu_saturated``: the machine's cores were kept busy (server and load generator together,
+  or with other processes); they competed for CPU, so the figure is this machine's limit, not
+  the server's;
 - ``threads_unverified``: the planned threads did not reach the processes that did the work;
 - ``short_run``: the load ran for less than :data:`MIN_RUN_SHARE` of the time asked.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,9 +32,9 @@ REASONS = {
     "server: the threads time-share those cores, so the figure measures the contention "
     "(context switches, cache misses, OpenMP spin-waits), not what the configuration does "
     "with the cores it needs",
-    "cpu_saturated": f"server and load generator together used at least "
-    f"{100 * SATURATION_SHARE:.0f} % of the machine's cores: they competed for CPU, so the "
-    "figure is bounded by this machine, not by the server alone",
+    "cpu_saturated": f"at least {100 * SATURATION_SHARE:.0f} % of the machine's cores were busy "
+    "(server and load generator, and other processes where the machine is shared): they "
+    "competed for CPU, so the figure is bounded by this machine, not by the server alone",
     "threads_unverified": "the planned threads per worker did not reach the processes that did "
     "the work (their environment or busy-thread count differ): the point does not run the "
     "configuration it names",
@@ -73,8 +73,9 @@ class PointMeasure:
                 Flag(
                     "cpu_saturated",
                     f"server {_pct(self.cpu.server_percent)} + load generator "
-                    f"{_pct(self.cpu.client_percent)} of {100 * self.cpu.cores} % "
-                    f"({self.cpu.cores} cores; other processes {_pct(self.cpu.other_percent)})",
+                    f"{_pct(self.cpu.client_percent)} + other processes "
+                    f"{_pct(self.cpu.other_percent)} of {100 * self.cpu.cores} % "
+                    f"({self.cpu.cores} cores)",
                 )
             )
         planned = self.plan is not None and self.plan.threads is not None
@@ -110,10 +111,8 @@ def measure(
     returns its load-run document) while metering CPU; read the server's threads before and
     after."""
     before = threads.snapshot(server_pid) if server_pid is not None else {}
-    began = time.monotonic()
     with CpuMeter(server_pid) as meter:
         document = run(meter.watch_client)
-    span = time.monotonic() - began
     after = threads.snapshot(server_pid) if server_pid is not None else {}
     started = float(document.get("started") or 0.0)
     duration = float(document.get("duration_s") or 0.0)
@@ -123,7 +122,7 @@ def measure(
         samples = meter.samples
         use = meter.use(samples[0].t, samples[-1].t, cores)
     processes = threads.compare(before, after) if server_pid is not None else []
-    check = threads.check(plan, processes, span) if server_pid is not None else None
+    check = threads.check(plan, processes) if server_pid is not None else None
     return document, PointMeasure(use, plan, check, processes, asked_s, duration)
 
 

@@ -20,10 +20,14 @@ from typing import Any
 
 #: read once at start-up by OpenMP (torch's intra-op pool), MKL and OpenBLAS
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-#: a thread that used at least this share of one core during the run counts as busy
-BUSY_SHARE = 0.10
-#: a process that used at least this share of one core during the run did inference work
+# Shares, not absolute rates: on a machine shared with other work a compute thread may get a
+# small slice of a core, yet still be one of its process's compute threads.
+#: a thread that used at least this share of its process's CPU during the run is busy
+BUSY_SHARE = 0.20
+#: a process that used at least this share of its server's CPU during the run did the work
 WORKING_SHARE = 0.10
+#: below this many CPU seconds a thread or process is idle, whatever its share
+MIN_CPU_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -120,12 +124,18 @@ class ProcessThreads:
     #: CPU seconds each thread used during the run
     thread_cpu_s: tuple[float, ...]
     cpu_s: float
+    #: whether it has an OpenMP or torch compute library mapped (a compute process)
+    computes: bool = True
 
-    def busy_threads(self, window_s: float) -> int:
-        return sum(1 for s in self.thread_cpu_s if s >= BUSY_SHARE * window_s)
+    @property
+    def busy_threads(self) -> int:
+        """Threads that did a real share of this process's work."""
+        floor = max(MIN_CPU_S, BUSY_SHARE * self.cpu_s)
+        return sum(1 for s in self.thread_cpu_s if s >= floor)
 
-    def working(self, window_s: float) -> bool:
-        return self.cpu_s >= WORKING_SHARE * window_s
+    def working(self, server_cpu_s: float) -> bool:
+        """Whether this process did a real share of its server's work."""
+        return self.cpu_s >= max(MIN_CPU_S, WORKING_SHARE * server_cpu_s)
 
 
 def thread_times(pid: int) -> dict[int, float]:
@@ -165,6 +175,19 @@ def env_value(pid: int, name: str) -> str | None:
         return "?"
 
 
+#: shared libraries whose presence makes a process a compute process
+COMPUTE_LIBRARIES = ("libtorch_cpu", "libgomp", "libiomp5", "libmkl")
+
+
+def maps_compute_library(pid: int) -> bool:
+    """Whether the process has torch's or an OpenMP/MKL runtime mapped (read from /proc)."""
+    try:
+        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as fh:
+            return any(lib in line for line in fh for lib in COMPUTE_LIBRARIES)
+    except OSError:
+        return False
+
+
 def process_name(pid: int) -> str:
     import psutil
 
@@ -192,6 +215,7 @@ def compare(
                 threads=len(threads),
                 thread_cpu_s=deltas,
                 cpu_s=sum(deltas),
+                computes=maps_compute_library(pid),
             )
         )
     return out
@@ -219,18 +243,18 @@ class ThreadCheck:
         }
 
 
-def check(
-    plan: ThreadPlan | None, processes: Sequence[ProcessThreads], window_s: float
-) -> ThreadCheck:
+def check(plan: ThreadPlan | None, processes: Sequence[ProcessThreads]) -> ThreadCheck:
     """Compare the plan with what the processes did.
 
-    Verified when every working process carries the planned OMP_NUM_THREADS and none had more
-    busy threads than planned plus one: the server's own event loop or request thread may keep
-    a core busy beside the compute threads (MLServer's main process with parallel_workers 0
-    parses requests in the thread that runs the model, a worker process decodes in another).
+    Verified when every working process carries the planned OMP_NUM_THREADS and no working
+    compute process (torch or an OpenMP runtime mapped) had more busy threads than planned: an
+    OpenMP team counts its calling thread, so a worker that runs the plan keeps at most that
+    many threads busy. A process without a compute library (a front end that only parses
+    requests) is not held to the compute plan.
     """
-    working = [p for p in processes if p.working(window_s)]
-    busy = tuple(p.busy_threads(window_s) for p in working)
+    total = sum(p.cpu_s for p in processes)
+    working = [p for p in processes if p.working(total)]
+    busy = tuple(p.busy_threads for p in working)
     seen = tuple(p.omp_threads if p.omp_threads is not None else "unset" for p in working)
     if not working:
         return ThreadCheck(0, (), (), False, "no server process did measurable work")
@@ -239,7 +263,9 @@ def check(
     want = str(plan.threads) if plan.threads is not None else "unset"
     wrong_env = [p.pid for p, omp in zip(working, seen, strict=True) if omp != want]
     too_busy = [
-        (p.pid, b) for p, b in zip(working, busy, strict=True) if b > plan.effective_threads + 1
+        (p.pid, b)
+        for p, b in zip(working, busy, strict=True)
+        if p.computes and b > plan.effective_threads
     ]
     problems = []
     if wrong_env:
