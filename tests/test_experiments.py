@@ -351,7 +351,7 @@ def test_experiment_page_says_what_the_knee_and_each_flag_mean(tmp_path):
             {"name": "cpu_saturated", "detail": "points workers=2 users=16"},
         ],
     }
-    assert set(doc["notes"]) == {"cpu", "knee", "flag oversubscribed", "flag cpu_saturated"}
+    assert set(doc["notes"]) == {"cpu", "knee"} | {f"flag {n}" for n in sweep_point.REASONS}
     page = experiments.experiment_markdown(doc)
     assert "What the knee means: the worker count after which" in page
     assert "- workers=2 users=16: oversubscribed: because; cpu_saturated: because" in page
@@ -546,3 +546,65 @@ def _wait(port: int) -> None:
         except OSError:
             time.sleep(0.1)
     raise AssertionError(f"calibration server not listening on {port}")
+
+
+# --- the container backend, for real ----------------------------------------------------------
+
+IMAGE = "servegate/mlserver:cpu"  # `servegate image build mlserver`
+
+
+def _image_problem() -> str | None:
+    from servegate.reference_servers.containers import docker_engine_problem
+
+    problem = docker_engine_problem(timeout=2)
+    if problem:
+        return problem
+    import docker
+
+    client = docker.from_env()
+    try:
+        client.images.get(IMAGE)
+    except Exception:  # noqa: BLE001 - any lookup failure means no image to run
+        return f"no image {IMAGE} (servegate image build mlserver)"
+    finally:
+        client.close()
+    return None
+
+
+@pytest.mark.slow
+def test_container_runs_with_its_cpu_limit_and_the_thread_environment(tmp_path, monkeypatch):
+    """The running container has the CPU limit Docker enforces, and the server's processes in
+    it see the planned threads: read from the engine and from /proc, not from the spec."""
+    problem = _image_problem()
+    if problem:
+        pytest.skip(problem)
+    import docker
+
+    from servegate.reference_servers.manager import start_reference
+
+    monkeypatch.setenv("TESTCONTAINERS_RYUK_DISABLED", "true")  # no registry for the reaper
+    plan = plan_threads(2, 1, visible_cores=threads.visible_cores())
+    server = start_reference(
+        "mlserver", state_dir=Path(".servegate").resolve(), logs_dir=tmp_path / "logs",
+        backend="testcontainers", ready_timeout=600, models=("tiny-text-classification",),
+        options={"image": IMAGE, "cpus": 1, "parallel_workers": 2}, env=plan.env(),
+    )  # fmt: skip
+    try:
+        pid = experiments.server_pid(server)
+        assert pid is not None
+        container = server._container.get_wrapped_container()  # type: ignore[attr-defined]
+        nano_cpus = docker.from_env().api.inspect_container(container.id)["HostConfig"]["NanoCpus"]
+        seen = {threads.env_value(p, "OMP_NUM_THREADS") for p in threads.tree_pids(pid)}
+        processes = len(threads.tree_pids(pid))
+    finally:
+        server.stop()
+    assert nano_cpus == 1_000_000_000
+    assert seen == {"1"}
+    assert processes >= 3  # the server and its two workers
+
+
+def test_kind_pods_get_the_cpu_limit_too():
+    from servegate.reference_servers.kind.manifests import resources
+
+    assert resources(False, 1.5)["limits"]["cpu"] == "1.5"
+    assert resources(False) == resources(False, None)

@@ -751,9 +751,8 @@ def _document(
     notes = {"cpu": CPU_NOTE}
     if kind in KNEE_MEANING:
         notes["knee"] = KNEE_MEANING[kind]
-    notes |= {
-        f"flag {name}": sweep_point.REASONS[name] for name in by_flag if name in sweep_point.REASONS
-    }
+    # every reason, raised or not: a reader should know what a flagged point would have meant
+    notes |= {f"flag {name}": text for name, text in sweep_point.REASONS.items()}
     return {
         "schema_version": results.SCHEMA_VERSION,
         "kind": "experiment",
@@ -895,7 +894,7 @@ def experiment_markdown(doc: Mapping[str, Any]) -> str:
         out += [f"- {point_label(p)}: " + "; ".join(p["validity_reasons"]) for p in flagged]
     explained = {k: v for k, v in notes.items() if k.startswith("flag ")}
     if explained:
-        out += ["", "What a flagged point measures:"]
+        out += ["", "What a point flagged invalid measures:"]
         out += [f"- `{k.removeprefix('flag ')}`: {v}" for k, v in explained.items()]
     out += ["", f"_{notes.get('cpu', CPU_NOTE)}._"]
     for what, why in (doc.get("left_out") or {}).items():
