@@ -53,7 +53,10 @@ def machine_busy_s() -> float:
     import psutil
 
     t = psutil.cpu_times()
-    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    # Linux counts guest time inside user time already
+    guest = getattr(t, "guest", 0.0) + getattr(t, "guest_nice", 0.0)
+    return float(sum(t) - idle - guest)
 
 
 class TreeAccount:
