@@ -33,6 +33,9 @@ class ServerSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     #: seconds to wait for readiness before giving up
     ready_timeout: float = 120.0
+    #: extra environment of the server's processes (every backend), e.g. the threads per
+    #: worker an experiment sets (OMP_NUM_THREADS); it wins over the runtime's own
+    env: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:

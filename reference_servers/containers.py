@@ -28,7 +28,7 @@ import shutil
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +56,7 @@ LAUNCHER_DIR = "_servegate"
 
 KSERVE_LAYOUTS = ("single", "per-model")
 #: options the container and kind backends read; everything else goes to the runtime
-BACKEND_OPTIONS = frozenset({"image", "version", "layout", "hf_backend", "models"})
+BACKEND_OPTIONS = frozenset({"image", "version", "layout", "hf_backend", "models", "cpus"})
 #: huggingfaceserver's --backend: "huggingface" keeps text generation off vLLM (which the GPU
 #: image would pick), so the official image answers like the local reference server
 HF_BACKENDS = ("huggingface", "auto", "vllm")
@@ -85,6 +85,8 @@ class ServerLayout:
     implementation: str
     declared_features: frozenset[str]
     gpu: bool = False
+    #: CPU limit of the container in cores (Docker's --cpus); None: no limit
+    cpus: float | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,22 @@ def stage_repository(
     else:
         raise ServegateError(f"runtime {runtime!r} has no container layout")
     _world_readable(dest)
-    return layout
+    # the spec's environment (thread limits) wins over the layout's; a CPU limit is the
+    # backend's to set
+    return replace(layout, env={**layout.env, **spec.env}, cpus=cpu_limit(backend_opts.get("cpus")))
+
+
+def cpu_limit(value: Any) -> float | None:
+    """The ``cpus`` option as a number of cores; None when not given."""
+    if value is None or value == "":
+        return None
+    try:
+        cpus = float(value)
+    except (TypeError, ValueError):
+        raise ServegateError(f"cpus={value!r}: expected a number of cores, e.g. 1.5") from None
+    if not cpus > 0:
+        raise ServegateError(f"cpus={value!r}: expected a positive number of cores")
+    return cpus
 
 
 def _stage_mlserver(
@@ -373,6 +390,9 @@ def docker_create_kwargs(spec: ContainerSpec) -> dict[str, Any]:
         kwargs["entrypoint"] = list(layout.entrypoint)
     if layout.gpu:
         kwargs["device_requests"] = [gpu_device_request()]
+    if layout.cpus is not None:
+        # Docker's --cpus: a CFS quota of that many cores' time
+        kwargs["nano_cpus"] = int(layout.cpus * 1e9)
     return kwargs
 
 
@@ -513,6 +533,13 @@ class ContainerServer:
 
     def host_port(self, container_port: int) -> int:
         return int(self._container.get_exposed_port(container_port))
+
+    def host_pid(self) -> int | None:
+        """The pid, on this machine, of the container's first process (None once stopped)."""
+        wrapped = self._container.get_wrapped_container()
+        wrapped.reload()
+        pid = int(wrapped.attrs.get("State", {}).get("Pid") or 0)
+        return pid or None
 
     def exit_code(self) -> int | None:
         """The container's exit code once it has stopped, else None."""

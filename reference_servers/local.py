@@ -257,6 +257,8 @@ def start_local(
     workdir = state_dir / "run" / f"{name}-{ports.http}"
     workdir.mkdir(parents=True, exist_ok=True)
     launch = runtime.prepare(spec, fixtures, python, ports, workdir)
+    if spec.env:
+        launch = replace(launch, env={**launch.env, **spec.env})
     logs_dir.mkdir(parents=True, exist_ok=True)
     log_path = logs_dir / f"{name}.log"
     log_path.write_text("")

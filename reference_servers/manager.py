@@ -57,6 +57,7 @@ def start_reference(
     http_port: int | None = None,
     grpc_port: int | None = None,
     log: Callable[[str], None] = print,
+    env: Mapping[str, str] | None = None,
 ) -> RunningServer:
     """Start one reference server on ``backend`` and return it ready; ServegateError otherwise.
 
@@ -91,6 +92,7 @@ def start_reference(
         models=models,
         options=options,
         ready_timeout=ready_timeout,
+        env=dict(env or {}),
     )
     fixtures = prepare_fixtures(state_dir, log)
     log(f"[{runtime.name}] starting ({backend}, {device})")

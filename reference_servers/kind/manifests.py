@@ -48,9 +48,12 @@ DEFAULT_RESOURCES = {
 }
 
 
-def resources(gpu: bool) -> dict[str, Any]:
-    """Requests and limits of a predictor; one GPU in the GPU variants only."""
+def resources(gpu: bool, cpus: float | None = None) -> dict[str, Any]:
+    """Requests and limits of a predictor; one GPU in the GPU variants only; ``cpus`` (the
+    ``cpus`` option) as the CPU limit."""
     out = {k: dict(v) for k, v in DEFAULT_RESOURCES.items()}
+    if cpus is not None:
+        out["limits"]["cpu"] = f"{cpus:g}"
     if gpu:
         out["limits"][GPU_RESOURCE] = "1"
         out["requests"][GPU_RESOURCE] = "1"
@@ -158,7 +161,7 @@ def mlserver_inference_service(
                     "runtime": MLSERVER_RUNTIME_NAME,
                     "protocolVersion": "v2",
                     "storageUri": storage_uri,
-                    "resources": resources(layout.gpu),
+                    "resources": resources(layout.gpu, layout.cpus),
                 }
             }
         },
@@ -192,7 +195,7 @@ def hf_inference_service(
         "args": list(layout.args),
         "env": env_list(layout.env),
         "ports": container_ports(),
-        "resources": resources(layout.gpu),
+        "resources": resources(layout.gpu, layout.cpus),
         **probes(),
     }
     if layout.entrypoint is not None:
