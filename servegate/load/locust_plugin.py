@@ -539,9 +539,6 @@ _ENV: dict[str, Environment] = {}
 
 @events.init.add_listener
 def _on_init(environment: Environment, **_: Any) -> None:
-    # The event loop's clock was last read before Locust's start-up (imports, the locustfile)
-    # blocked it; a --run-time timer armed on that stale clock fires seconds early.
-    gevent.get_hub().loop.update_now()
     STATE.__init__()  # type: ignore[misc]  # a fresh state per Environment (tests make several)
     _ENV["environment"] = environment
     parsed = environment.parsed_options
