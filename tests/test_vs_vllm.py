@@ -295,6 +295,8 @@ def test_a_run_without_a_workload_or_with_two_streams_is_refused() -> None:
         (["--num-prompts", "0"], "--num-prompts must be at least 1"),
         (["--warmup", "-1"], "--warmup must be 0 or more"),
         (["--rounds", "0"], "--rounds must be at least 1"),
+        (["--request-rate", "0"], "--request-rate must be above 0"),
+        (["--burstiness", "-1"], "--burstiness must be above 0"),
         (["--nonsense"], "unknown option(s) --nonsense"),
     ],
 )
@@ -313,7 +315,7 @@ def test_every_vs_vllm_option_has_a_help_line(capsys: pytest.CaptureFixture[str]
     text = capsys.readouterr().out
     section = text[text.index("vs-vllm (servegate beside vllm bench serve)") :]
     options = [line.split()[0] for line in section.splitlines() if line.startswith("  --")]
-    assert len(options) == 14
+    assert len(options) == 16
     for option in options:
         after = section[section.index(option) :].split("\n  --")[0]
         assert "vs-vllm:" in after, option
@@ -332,6 +334,39 @@ def test_load_run_hands_options_it_shares_with_locust_on_to_locust() -> None:
     assert given_options(args) == ["--tokenizer", "T", "--max-concurrency", "4"]
     resolved = with_defaults(args)
     assert resolved.num_prompts == 64 and resolved.tokenizer == "T" and resolved.order
+
+
+def test_a_request_rate_gives_servegate_the_same_open_loop(monkeypatch, tmp_path: Path) -> None:
+    """With --request-rate, servegate's side sends the same law of gaps (gamma of vLLM's
+    burstiness), the first num_prompts arrivals, the senders capped at --max-concurrency."""
+    from servegate.entry.commands import vs_vllm
+    from servegate.load import experiments
+    from servegate.load.vllm_bench import BenchWorkload, Load
+
+    seen: dict[str, object] = {}
+
+    def fake_run_locust(settings, host, user, locustfile, users, name, args=(), on_start=None):
+        seen.update(users=users, args=list(args))
+        return {}
+
+    monkeypatch.setattr(experiments, "run_locust", fake_run_locust)
+    workload = BenchWorkload(num_prompts=20, input_len=8, output_len=4, seed=3)
+    for load, law in ((Load(concurrency=5, rate=2.5), "poisson"),
+                      (Load(concurrency=5, rate=2.5, burstiness=0.5), "gamma:0.5")):  # fmt: skip
+        vs_vllm._run_servegate(
+            None, "http://h", "/v1", "m", "tok", workload, load, tmp_path, tmp_path, "n"
+        )
+        args = seen["args"]
+        assert seen["users"] == 5
+        assert args[args.index("--rate") + 1] == "2.5"
+        assert args[args.index("--arrival") + 1] == law
+        assert args[args.index("--num-requests") + 1] == "20"
+        assert args[args.index("--seed") + 1] == "3"
+        assert vs_vllm._describe(load).startswith("open loop, 2.5 requests/s")
+    vs_vllm._run_servegate(
+        None, "http://h", "/v1", "m", "tok", workload, Load(concurrency=5), tmp_path, tmp_path, "n"
+    )
+    assert "--rate" not in seen["args"]
 
 
 # ---- one real run ------------------------------------------------------------------------------

@@ -47,6 +47,14 @@ OPTIONS: tuple[tuple[str, type, Any, str], ...] = (
         "senders per point (default 100)",
     ),
     ("--num-prompts", int, 64, "prompts, each sent once (default 64)"),
+    (
+        "--request-rate",
+        float,
+        None,
+        "open loop: requests/s on both sides (vLLM's --request-rate, servegate's --rate), "
+        "--max-concurrency then caps the requests in flight (default: closed loop)",
+    ),
+    ("--burstiness", float, 1.0, "with --request-rate: gamma shape of the gaps, 1 = Poisson"),
     ("--input-len", int, 32, "prompt length in tokens (default 32)"),
     ("--output-len", int, 32, "output tokens asked, held with ignore_eos (default 32)"),
     ("--workload-seed", int, 0, "seed of both sides' prompts (default 0)"),
@@ -101,6 +109,10 @@ def check(args: argparse.Namespace) -> None:
     for option in ("max_concurrency", "num_prompts", "input_len", "output_len", "rounds"):
         if getattr(args, option) < 1:
             raise ServegateError(f"--{option.replace('_', '-')} must be at least 1")
+    if args.request_rate is not None and not args.request_rate > 0:
+        raise ServegateError("--request-rate must be above 0 (leave it out for a closed loop)")
+    if not args.burstiness > 0:
+        raise ServegateError("--burstiness must be above 0 (1 = Poisson)")
     if args.warmup < 0:
         raise ServegateError("--warmup must be 0 or more")
     if args.target and not (args.served_model and args.tokenizer):
@@ -177,7 +189,9 @@ def side_by_side_run(
 ) -> dict[str, Any]:
     """Warm the server, run both benchmarks in ``args.order``, and put them side by side."""
     workload = BenchWorkload(args.num_prompts, args.input_len, args.output_len, args.workload_seed)
-    load = Load(concurrency=args.max_concurrency)
+    load = Load(
+        concurrency=args.max_concurrency, rate=args.request_rate, burstiness=args.burstiness
+    )
     scratch = reports_dir / "experiment-runs"
     scratch.mkdir(parents=True, exist_ok=True)
     _warm(url, openai_base, model, args.input_len, args.output_len, args.warmup)
@@ -196,7 +210,7 @@ def side_by_side_run(
             loadavg[f"{side} (round {n})" if args.rounds > 1 else side] = os.getloadavg()[0]
             before = _scrape(url)
             if side == "servegate":
-                _log(f"vs-vllm: round {n}: servegate, {load.concurrency} users")
+                _log(f"vs-vllm: round {n}: servegate, {_describe(load)}")
                 doc = _run_servegate(
                     args, url, openai_base, model, tokenizer, workload, load, reports_dir,
                     state_dir, f"{args.name}-servegate-{n}",
@@ -225,9 +239,13 @@ def side_by_side_run(
             "output_len": workload.output_len,
             "seed": workload.seed,
         },
-        "load": {"mode": "closed", "max_concurrency": load.concurrency, "request_rate": "inf"},
-        "load_description": f"closed loop, {load.concurrency} requests in flight, each prompt "
-        "sent once",
+        "load": {
+            "mode": "closed" if load.rate is None else "open",
+            "max_concurrency": load.concurrency,
+            "request_rate": "inf" if load.rate is None else load.rate,
+            "burstiness": None if load.rate is None else load.burstiness,
+        },
+        "load_description": _describe(load),
         "server_view": {
             side: side_by_side.median_means(views) if views else None
             for side, views in server_view.items()
@@ -333,6 +351,13 @@ def _run_servegate(
         log=_log,
     )
     assert load.concurrency is not None
+    arrivals: list[str] = []
+    if load.rate is not None:
+        # the same open loop as vLLM's: gaps of the same law, the first num_prompts arrivals,
+        # at most max_concurrency in flight (the senders)
+        law = "poisson" if load.burstiness == 1 else f"gamma:{load.burstiness:g}"
+        arrivals = ["--rate", f"{load.rate:g}", "--arrival", law, "--seed", str(workload.seed)]
+        arrivals += ["--num-requests", str(workload.num_prompts)]
     return run_locust(
         settings,
         url,
@@ -353,8 +378,19 @@ def _run_servegate(
             "--send-each-once",
             # the same definitions on both sides: this compares measurements, not definitions
             "--stream-timing", "vllm",
+            *arrivals,
         ],
     )  # fmt: skip
+
+
+def _describe(load: Load) -> str:
+    if load.rate is None:
+        return f"closed loop, {load.concurrency} requests in flight, each prompt sent once"
+    law = "Poisson" if load.burstiness == 1 else f"gamma (burstiness {load.burstiness:g})"
+    return (
+        f"open loop, {load.rate:g} requests/s with {law} gaps, at most {load.concurrency} in "
+        "flight, each prompt sent once"
+    )
 
 
 def _run_vllm(
