@@ -747,8 +747,9 @@ def start_container(
     logs_dir.mkdir(parents=True, exist_ok=True)
     log_path = logs_dir / f"{name}-container.log"
     log_path.write_text("")
-    labels = {LABEL_STAGED: str(repository)}
-    server = ContainerServer(name, ContainerSpec(layout, repository, labels=labels), log_path)
+    server = ContainerServer(
+        name, ContainerSpec(layout, repository, labels={LABEL_STAGED: str(repository)}), log_path
+    )
     try:
         log(f"[{runtime}] starting {layout.image} as {server.container_name}")
         server.start()

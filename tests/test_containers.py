@@ -13,6 +13,7 @@ from servegate.errors import ServegateError
 from servegate.exit_codes import SERVER_START_FAILED
 from servegate.fixtures.catalog import TASKS, FixtureModel, FixtureSet
 from servegate.reference_servers.base import ServerSpec
+from servegate.reference_servers.container_owner import LABEL_OWNER, current_owner
 from servegate.reference_servers.containers import (
     ContainerSpec,
     docker_create_kwargs,
@@ -246,5 +247,6 @@ def test_official_image_starts_serves_and_leaves_nothing(tmp_path, runtime):
         client.close()
     finally:
         server.stop()
-    leftovers = docker.from_env().containers.list(all=True, filters={"label": "servegate.run"})
+    mine = f"{LABEL_OWNER}={current_owner().run_id}"
+    leftovers = docker.from_env().containers.list(all=True, filters={"label": mine})
     assert leftovers == []
