@@ -4,7 +4,11 @@ Two halves. The *spec* half is plain data and needs no Docker engine: which imag
 which ports, which files the server reads (:func:`server_layouts`, :func:`stage_repository`,
 :func:`docker_create_kwargs`); the kind backend builds its manifests from the same layouts. The
 *run* half starts those with testcontainers, captures the logs, waits with the shared readiness
-rule of the local backend, and removes every container afterwards, also on failure.
+rule of the local backend, and removes every container afterwards, also on failure. Ports are
+published on loopback only, read back from the running container. testcontainers' reaper is
+off (its image comes from a registry): every container carries its run's owner labels and is
+removed at exit, on SIGINT and SIGTERM, and after SIGKILL by the next start
+(:mod:`container_owner`).
 
 Images (versions are options, see :data:`BACKEND_OPTIONS`):
 

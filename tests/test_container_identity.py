@@ -49,9 +49,10 @@ def _image_problem(image: str) -> str | None:
     return None
 
 
-def _run_suite(runtime: str, backend: str, reports: Path) -> float:
-    """One conformance run; its wall time. The exit code is the verdict of the profiles, which
-    the comparison judges, so only a run that wrote no report is an error here."""
+def _run_suite(runtime: str, backend: str, reports: Path) -> tuple[float, str]:
+    """One conformance run: its wall time and what it said of its server's start. The exit
+    code is the verdict of the profiles, which the comparison judges, so only a run that wrote
+    no report is an error here."""
     started = time.monotonic()
     run = subprocess.run(
         [
@@ -64,14 +65,15 @@ def _run_suite(runtime: str, backend: str, reports: Path) -> float:
     wall = time.monotonic() - started
     report = reports / f"conformance-{runtime}.json"
     assert report.is_file(), f"{backend} run wrote no report:\n{(run.stdout + run.stderr)[-4000:]}"
-    return wall
+    ready = [line for line in run.stdout.splitlines() if " ready in " in line]
+    return wall, ready[0].strip() if ready else "no start-to-ready line"
 
 
 @pytest.mark.parametrize("runtime", ["mlserver", "kserve"])
 def test_local_and_container_runs_end_every_check_the_same_way(runtime: str, tmp_path: Path):
     _needs(docker_engine_problem(timeout=5))
     _needs(_image_problem(f"servegate/{runtime}:cpu"))
-    walls = {b: _run_suite(runtime, b, tmp_path / b) for b in ("local", "testcontainers")}
+    runs = {b: _run_suite(runtime, b, tmp_path / b) for b in ("local", "testcontainers")}
     local = read_report(tmp_path / "local" / f"conformance-{runtime}.json")
     container = read_report(tmp_path / "testcontainers" / f"conformance-{runtime}.json")
     assert local.error is None, local.error
@@ -79,8 +81,7 @@ def test_local_and_container_runs_end_every_check_the_same_way(runtime: str, tmp
     assert local.cases, "the local run ran no check"
     problems = identity_problems(compare(local, container), "local", "container")
     counts = ", ".join(f"{k} {v}" for k, v in local.counts.model_dump().items() if v)
-    print(
-        f"{runtime}: {len(local.cases)} checks ({counts}); wall time local {walls['local']:.0f} s, "
-        f"container {walls['testcontainers']:.0f} s"
-    )
+    for backend, (wall, ready) in runs.items():
+        print(f"{runtime} {backend}: run {wall:.0f} s; {ready}")
+    print(f"{runtime}: {len(local.cases)} checks ({counts})")
     assert not problems, "\n".join(problems)
