@@ -667,8 +667,7 @@ def _cleanup_own() -> None:
     with contextlib.suppress(Exception):  # no engine any more: nothing to reach
         client = docker.from_env(timeout=30)
         try:
-            for root in _staging_roots:
-                remove_own(client, owner, root)
+            remove_own(client, owner, None)
         finally:
             client.close()
     for root in _staging_roots:
