@@ -223,3 +223,25 @@ def test_metadata(v2):
     assert case.failure.exchange.url.endswith("/v2/models/tiny-text-classification")
     assert report.implementation.image == "tiny:dev"
     assert isinstance(report, ConformanceReport)
+
+
+def test_a_check_id_is_the_same_in_every_run_when_a_parameter_carries_a_function():
+    """Two runs of one suite compare check by check: a case parameter whose repr holds a
+    function's memory address must not make its check a different one in each run."""
+    from dataclasses import dataclass
+
+    from servegate.report.conformance import check_id
+
+    @dataclass
+    class Case:
+        id: str
+        build: object
+
+        def __str__(self) -> str:
+            return self.id
+
+    first = check_id(
+        "t.py::test_x[mlserver-a]", {"target": "mlserver", "case": Case("a", lambda: 1)}
+    )
+    again = check_id("t.py::test_x[kserve-a]", {"target": "kserve", "case": Case("a", lambda: 2)})
+    assert first == again == "t.py::test_x[case=a]"
