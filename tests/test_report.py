@@ -190,6 +190,21 @@ def test_comparison_shows_regressions_and_fixes(tmp_path, capsys):
     )
 
 
+def test_compare_fail_on_change_lists_every_check_that_ended_differently(tmp_path, capsys):
+    """Two runs of one implementation (local and container) must agree on every check: any
+    change fails, a fix as much as a regression, each listed with both outcomes."""
+    write_json(build_report("a", TARGET, make_cases("failed"), 0.0), tmp_path / "a.json")
+    write_json(build_report("b", TARGET, make_cases("passed"), 0.0), tmp_path / "b.json")
+    args = ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--fail-on-change"]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "servegate compare: 2 difference(s):" in out
+    assert "  c.py::test_metadata: base failed, candidate passed" in out
+    assert "  profile oip-rest: base failure, candidate success" in out
+    same = ["compare", str(tmp_path / "a.json"), str(tmp_path / "a.json"), "--fail-on-change"]
+    assert main(same) == 0
+
+
 def test_a_run_records_the_exchange_of_a_failed_check(pytester, tiny_server):
     pytester.makepyfile(
         test_checks='''
