@@ -318,9 +318,11 @@ def _stage_kserve(
     shutil.copytree(
         ks.PACKAGE_PARENT / ks.PACKAGE, launcher, ignore=shutil.ignore_patterns("__pycache__")
     )
+    # the numeric echo model too, as the local KServe server hosts it: a user's own model on
+    # the SDK's V2 layers, and the model the numeric and bad-input checks go to
     model_args = [
         f"--model={m.name}={MODELS_MOUNT / m.name}:{ks.KSERVE_TASKS[m.task]}" for m in chosen
-    ]
+    ] + [f"--numeric_model={ks.NUMERIC_MODEL_NAME}"]
     return ServerLayout(
         name="kserve",
         image=image,
@@ -328,7 +330,7 @@ def _stage_kserve(
         args=("--implementation=official", *model_args, *common, *port_args),
         env={**env, "PYTHONPATH": str(MODELS_MOUNT / LAUNCHER_DIR)},
         ports=ports,
-        models={m.name: m.task for m in chosen},
+        models={**{m.name: m.task for m in chosen}, ks.NUMERIC_MODEL_NAME: ks.NUMERIC_TASK},
         implementation=(
             f"KServe huggingfaceserver image {image} (official model classes, every model "
             "in one process through servegate's launcher)"

@@ -150,6 +150,9 @@ def test_kserve_single_layout_runs_official_classes_for_every_model(tmp_path, fa
     assert "--dtype=auto" in layout.args
     assert {"--http_port=8080", "--grpc_port=8081"} <= set(layout.args)
     assert "tiny-question-answering" not in layout.models  # upstream rejects QA
+    # the numeric echo model, as the local KServe server hosts it
+    assert "--numeric_model=numeric-echo" in layout.args
+    assert layout.models["numeric-echo"] == "custom-numeric"
     assert layout.env["PYTHONPATH"] == "/mnt/models/_servegate"
     assert (dest / "_servegate" / "kserve_hf_reference" / "__main__.py").is_file()
     assert not list(dest.rglob("__pycache__"))
