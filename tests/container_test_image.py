@@ -12,12 +12,15 @@ turns it into an image; the mode is an environment variable baked into the image
 
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
 import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
+
+import docker
 
 REPOSITORY = "servegate-test/startup"
 DIE_CODE = 3
@@ -77,12 +80,19 @@ def rootfs_tar() -> bytes:
 
 
 def build(client: Any, mode: str) -> str:
-    """Import the image for ``mode`` (die, hang) into the engine; its name."""
-    tag = f"{REPOSITORY}:{mode}"
-    client.api.import_image_from_data(
-        rootfs_tar(),
-        repository=REPOSITORY,
-        tag=mode,
-        changes=[f"ENV SERVEGATE_TEST_MODE={mode}", "ENV PATH=/bin"],
-    )
-    return tag
+    """The image for ``mode`` (die, hang), imported into the engine unless there already; its
+    name. Tagged by content, so that runs at once share it and reruns add no image."""
+    tar = rootfs_tar()
+    digest = hashlib.sha256(tar + mode.encode()).hexdigest()[:12]
+    tag = f"{mode}-{digest}"
+    name = f"{REPOSITORY}:{tag}"
+    try:
+        client.images.get(name)
+    except docker.errors.ImageNotFound:
+        client.api.import_image_from_data(
+            tar,
+            repository=REPOSITORY,
+            tag=tag,
+            changes=[f"ENV SERVEGATE_TEST_MODE={mode}", "ENV PATH=/bin"],
+        )
+    return name
