@@ -4,7 +4,11 @@ Two halves. The *spec* half is plain data and needs no Docker engine: which imag
 which ports, which files the server reads (:func:`server_layouts`, :func:`stage_repository`,
 :func:`docker_create_kwargs`); the kind backend builds its manifests from the same layouts. The
 *run* half starts those with testcontainers, captures the logs, waits with the shared readiness
-rule of the local backend, and removes every container afterwards, also on failure.
+rule of the local backend, and removes every container afterwards, also on failure. Ports are
+published on loopback only, read back from the running container. testcontainers' reaper is
+off (its image comes from a registry): every container carries its run's owner labels and is
+removed at exit, on SIGINT and SIGTERM, and after SIGKILL by the next start
+(:mod:`container_owner`).
 
 Images (versions are options, see :data:`BACKEND_OPTIONS`):
 
@@ -23,8 +27,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import json
+import os
 import shutil
+import signal
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +41,14 @@ from typing import TYPE_CHECKING, Any
 
 from servegate.errors import ServegateError, ServerStartError
 from servegate.reference_servers.base import ServerSpec
+from servegate.reference_servers.container_owner import (
+    LABEL_STAGED,
+    current_owner,
+    remove_orphans,
+    remove_own,
+    run_folder,
+)
+from servegate.reference_servers.local import log_tail
 from servegate.targets import ModelInfo, Target
 
 if TYPE_CHECKING:
@@ -320,9 +335,11 @@ def _stage_kserve(
     shutil.copytree(
         ks.PACKAGE_PARENT / ks.PACKAGE, launcher, ignore=shutil.ignore_patterns("__pycache__")
     )
+    # the numeric echo model too, as the local KServe server hosts it: a user's own model on
+    # the SDK's V2 layers, and the model the numeric and bad-input checks go to
     model_args = [
         f"--model={m.name}={MODELS_MOUNT / m.name}:{ks.KSERVE_TASKS[m.task]}" for m in chosen
-    ]
+    ] + [f"--numeric_model={ks.NUMERIC_MODEL_NAME}"]
     return ServerLayout(
         name="kserve",
         image=image,
@@ -330,7 +347,7 @@ def _stage_kserve(
         args=("--implementation=official", *model_args, *common, *port_args),
         env={**env, "PYTHONPATH": str(MODELS_MOUNT / LAUNCHER_DIR)},
         ports=ports,
-        models={m.name: m.task for m in chosen},
+        models={**{m.name: m.task for m in chosen}, ks.NUMERIC_MODEL_NAME: ks.NUMERIC_TASK},
         implementation=(
             f"KServe huggingfaceserver image {image} (official model classes, every model "
             "in one process through servegate's launcher)"
@@ -382,7 +399,7 @@ def docker_create_kwargs(spec: ContainerSpec) -> dict[str, Any]:
         "volumes": {
             str(Path(spec.repository).resolve()): {"bind": str(MODELS_MOUNT), "mode": "ro"}
         },
-        "labels": {"servegate.runtime": layout.name, **spec.labels},
+        "labels": {"org.servegate.runtime": layout.name, **spec.labels},
         # torch's DataLoader and tokenizers use shared memory; Docker's default is 64 MB
         "shm_size": "1g",
     }
@@ -486,7 +503,17 @@ def require_engine(backend: str, gpu: bool) -> None:
 
 # --- the run half: testcontainers -----------------------------------------------------------
 
+#: log lines quoted when a container dies or is not ready in time
+TAIL_LINES = 25
+#: the staged repositories of every run, one folder per run (see container_owner)
+STAGING = Path("run") / "containers"
+
 _running: set[ContainerServer] = set()
+#: staging roots this process has used, emptied of its own folder at exit
+_staging_roots: set[Path] = set()
+_names = itertools.count(1)
+#: whether this process has started a container (else its exit asks the engine nothing)
+_started_any = False
 
 
 class ContainerServer:
@@ -495,16 +522,20 @@ class ContainerServer:
     def __init__(self, name: str, spec: ContainerSpec, log_path: Path):
         from testcontainers.core.container import DockerContainer
 
+        # every container servegate starts names its owner, so that it is found and removed
+        spec = replace(spec, labels={**current_owner().labels(), **spec.labels})
         kwargs = docker_create_kwargs(spec)
         self.name = name
         self.spec = spec
         self.log_path: Path | None = log_path
         self.target = Target(name=name, http_url="http://127.0.0.1:0")
+        self.container_name = f"servegate-{name}-{current_owner().run_id}-{next(_names)}"
         container = DockerContainer(kwargs.pop("image"), command=kwargs.pop("command"))
+        container.with_name(self.container_name)
         container.with_envs(**kwargs.pop("environment"))
-        for port_key in kwargs.pop("ports"):
-            # host port None: Docker picks a free one, read back after the start
-            container.with_bind_ports(port_key, None)
+        # testcontainers' with_bind_ports keeps only a host port and would publish on every
+        # interface; docker-py takes (host address, host port): loopback, port chosen by Docker
+        container.ports.update(kwargs.pop("ports"))
         for host, mount in kwargs.pop("volumes").items():
             container.with_volume_mapping(host, mount["bind"], mount["mode"])
         container.with_kwargs(**kwargs)
@@ -513,11 +544,31 @@ class ContainerServer:
         self._follower: threading.Thread | None = None
 
     def start(self) -> None:
+        """Create and start the container; ServerStartError when the engine refuses to."""
+        from testcontainers.core.config import testcontainers_config
+
+        # the reaper is a container whose image comes from a registry; servegate's own cleanup
+        # (container_owner) covers what it did
+        testcontainers_config.ryuk_disabled = True
+        global _started_any
+        _started_any = True
+        _remove_on_sigterm()
         _running.add(self)
         self._started = True
-        self._container.start()
+        try:
+            self._container.start()
+        except Exception as exc:
+            raise ServerStartError(
+                f"{self.name}: the engine could not start container {self.container_name} "
+                f"({self.spec.layout.image}): {_engine_reason(exc)}"
+            ) from None
         self._follower = threading.Thread(target=self._follow_logs, daemon=True)
         self._follower.start()
+
+    def _wrapped(self) -> Any:
+        wrapped = self._container.get_wrapped_container()
+        wrapped.reload()
+        return wrapped
 
     def _follow_logs(self) -> None:
         if self.log_path is None:
@@ -532,7 +583,24 @@ class ContainerServer:
             return
 
     def host_port(self, container_port: int) -> int:
-        return int(self._container.get_exposed_port(container_port))
+        """The loopback port Docker published ``container_port`` on (read from the running
+        container, not from what was asked)."""
+        bindings = (self._wrapped().attrs["NetworkSettings"]["Ports"] or {}).get(
+            f"{container_port}/tcp"
+        )
+        if not bindings:
+            raise ServerStartError(
+                f"{self.name}: container {self.container_name} published no port for "
+                f"{container_port}"
+            )
+        exposed = {b.get("HostIp") for b in bindings}
+        if exposed - {"127.0.0.1"}:
+            # a model server open on every interface is a defect, not a detail
+            raise ServerStartError(
+                f"{self.name}: container {self.container_name} published {container_port} on "
+                f"{', '.join(sorted(str(a) for a in exposed))}, not only on 127.0.0.1"
+            )
+        return int(bindings[0]["HostPort"])
 
     def host_pid(self) -> int | None:
         """The pid, on this machine, of the container's first process (None once stopped)."""
@@ -543,11 +611,57 @@ class ContainerServer:
 
     def exit_code(self) -> int | None:
         """The container's exit code once it has stopped, else None."""
-        wrapped = self._container.get_wrapped_container()
-        wrapped.reload()
+        wrapped = self._wrapped()
         if wrapped.status in ("exited", "dead"):
             return int(wrapped.attrs.get("State", {}).get("ExitCode", -1))
         return None
+
+    def log_tail(self, lines: int = TAIL_LINES) -> str:
+        """The container's last log lines, from the engine (the followed log may lag)."""
+        try:
+            raw = self._container.get_wrapped_container().logs(tail=lines)
+        except Exception:
+            return log_tail(self.log_path, lines) if self.log_path else ""
+        return bytes(raw).decode("utf-8", errors="replace").rstrip()
+
+    def state(self) -> str:
+        """The container's state in words: status, health, exit code where it has one."""
+        try:
+            state = self._wrapped().attrs.get("State", {})
+        except Exception as exc:
+            return f"state unknown ({_first_line(exc)})"
+        health = (state.get("Health") or {}).get("Status") or "none (the image has no check)"
+        words = f"status {state.get('Status', '?')}, health {health}"
+        if state.get("Status") in ("exited", "dead"):
+            words += f", exit code {state.get('ExitCode')}"
+        if state.get("OOMKilled"):
+            words += ", killed for want of memory"
+        return words
+
+    def start_failure(self, cause: ServerStartError, timeout: float | None) -> ServerStartError:
+        """The error of a container that died while starting (its exit code) or, with
+        ``timeout``, was not ready in time (its state), in one first line naming the container
+        and its image, then the last lines of its log; ``cause`` when it did neither."""
+        image = self.spec.layout.image
+        code = None
+        with contextlib.suppress(Exception):
+            code = self.exit_code()
+        if code is not None:
+            return ServerStartError(
+                f"{self.name}: container {self.container_name} ({image}) exited with code "
+                f"{code} while starting (log: {self.log_path})",
+                self.log_tail(),
+            )
+        if timeout is None:
+            return cause
+        first = str(cause).splitlines()[0]
+        pending = first.partition("(waiting for: ")[2].partition(";")[0]
+        return ServerStartError(
+            f"{self.name}: container {self.container_name} ({image}) was not ready within "
+            f"{timeout:.0f} s ({self.state()}; waiting for: {pending or 'the server'}; "
+            f"log: {self.log_path})",
+            self.log_tail(),
+        )
 
     def stop(self) -> None:
         """Remove the container (and its anonymous volumes) and the staged repository."""
@@ -563,10 +677,75 @@ class ContainerServer:
         _running.discard(self)
 
 
-@atexit.register
-def _stop_all() -> None:
+def _engine_reason(exc: BaseException) -> str:
+    # docker-py's APIError carries the engine's own words apart from the HTTP status line
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation).strip().splitlines()[0] if explanation else _first_line(exc)
+
+
+def _cleanup_own() -> None:
+    """Remove this run's containers and staged files: every server it started, then whatever
+    carries its label (a container created but never handed back)."""
+    owner = current_owner()
     for server in list(_running):
         server.stop()
+    if not _started_any:
+        return
+    import docker
+
+    with contextlib.suppress(Exception):  # no engine any more: nothing to reach
+        client = docker.from_env(timeout=30)
+        try:
+            remove_own(client, owner, None)
+        finally:
+            client.close()
+    for root in _staging_roots:
+        shutil.rmtree(root / owner.run_id, ignore_errors=True)
+
+
+@atexit.register
+def _stop_all() -> None:
+    # a forked child inherits this hook and the set of servers: only their owner removes them
+    if os.getpid() == current_owner().pid:
+        _cleanup_own()
+
+
+_sigterm_installed = False
+
+
+def _remove_on_sigterm() -> None:
+    """SIGTERM (a CI runner cancelling, kill) ends Python without atexit hooks: remove this
+    run's containers first, then end as the signal would have. Only where no one else has
+    claimed SIGTERM (``servegate serve`` turns it into Ctrl-C, which stops the server too)."""
+    global _sigterm_installed
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def on_sigterm(signum: int, _frame: Any) -> None:
+        with contextlib.suppress(Exception):
+            _cleanup_own()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    _sigterm_installed = True
+
+
+def _use_own_cleanup(state_dir: Path, log: Callable[[str], None]) -> Path:
+    """Remove what runs killed outright left behind, and make sure this run's containers go
+    at its end; the staging root of this state dir."""
+    import docker
+
+    root = Path(state_dir).resolve() / STAGING
+    client = docker.from_env(timeout=30)
+    try:
+        remove_orphans(client, root, log)
+    finally:
+        client.close()
+    _staging_roots.add(root)
+    return root
 
 
 def start_container(
@@ -578,18 +757,20 @@ def start_container(
     logs_dir: Path,
     log: Callable[[str], None] = print,
 ) -> ContainerServer:
-    """Start ``runtime``'s official image and wait until it and every model are ready.
+    """Start ``runtime``'s image and wait until it and every model are ready.
 
-    ServerStartError (with the log's last lines) when the container dies or is not ready in
-    time; nothing is left behind then. Testcontainers' reaper also removes the container should
-    this process be killed outright.
+    ServerStartError when the container dies (its exit code and last log lines) or is not
+    ready in time (its state and last log lines); nothing is left behind then. Containers and
+    staged files are removed at exit, on SIGINT and SIGTERM, and, after SIGKILL, by the next
+    start (see container_owner).
     """
     from servegate.reference_servers.local import wait_until_ready
 
     require_engine("testcontainers", gpu=spec.device == "cuda")
+    root = _use_own_cleanup(state_dir, log)
+    owner = current_owner()
     name = f"{runtime}-{spec.device}"
-    run_id = uuid.uuid4().hex[:8]
-    repository = Path(state_dir).resolve() / "run" / f"{name}-container-{run_id}"
+    repository = run_folder(root, owner) / f"{name}-{uuid.uuid4().hex[:8]}"
     try:
         layout = stage_repository(runtime, spec, fixtures, repository)
     except BaseException:
@@ -599,25 +780,29 @@ def start_container(
     log_path = logs_dir / f"{name}-container.log"
     log_path.write_text("")
     server = ContainerServer(
-        name, ContainerSpec(layout, repository, labels={"servegate.run": run_id}), log_path
+        name, ContainerSpec(layout, repository, labels={LABEL_STAGED: str(repository)}), log_path
     )
     try:
-        log(f"[{runtime}] starting {layout.image}")
+        log(f"[{runtime}] starting {layout.image} as {server.container_name}")
         server.start()
+        try:
+            # a container that dies at once has no ports to read: its exit code is the news
+            http_port, grpc_port = (server.host_port(layout.ports[p]) for p in ("http", "grpc"))
+        except ServerStartError as exc:
+            raise server.start_failure(exc, timeout=None) from None
         server.target = container_target(
-            name,
-            layout,
-            fixtures,
-            http_port=server.host_port(layout.ports["http"]),
-            grpc_port=server.host_port(layout.ports["grpc"]),
+            name, layout, fixtures, http_port=http_port, grpc_port=grpc_port
         )
-        wait_until_ready(
-            server.target,
-            spec.ready_timeout,
-            name=f"{name} ({layout.image})",
-            log_path=log_path,
-            exit_code=server.exit_code,
-        )
+        try:
+            wait_until_ready(
+                server.target,
+                spec.ready_timeout,
+                name=f"{name} ({layout.image})",
+                log_path=log_path,
+                exit_code=server.exit_code,
+            )
+        except ServerStartError as exc:
+            raise server.start_failure(exc, timeout=spec.ready_timeout) from None
     except BaseException as exc:
         server.stop()
         if isinstance(exc, ServegateError | KeyboardInterrupt | SystemExit):

@@ -13,6 +13,7 @@ from servegate.errors import ServegateError
 from servegate.exit_codes import SERVER_START_FAILED
 from servegate.fixtures.catalog import TASKS, FixtureModel, FixtureSet
 from servegate.reference_servers.base import ServerSpec
+from servegate.reference_servers.container_owner import LABEL_OWNER, current_owner
 from servegate.reference_servers.containers import (
     ContainerSpec,
     docker_create_kwargs,
@@ -149,6 +150,9 @@ def test_kserve_single_layout_runs_official_classes_for_every_model(tmp_path, fa
     assert "--dtype=auto" in layout.args
     assert {"--http_port=8080", "--grpc_port=8081"} <= set(layout.args)
     assert "tiny-question-answering" not in layout.models  # upstream rejects QA
+    # the numeric echo model, as the local KServe server hosts it
+    assert "--numeric_model=numeric-echo" in layout.args
+    assert layout.models["numeric-echo"] == "custom-numeric"
     assert layout.env["PYTHONPATH"] == "/mnt/models/_servegate"
     assert (dest / "_servegate" / "kserve_hf_reference" / "__main__.py").is_file()
     assert not list(dest.rglob("__pycache__"))
@@ -246,5 +250,6 @@ def test_official_image_starts_serves_and_leaves_nothing(tmp_path, runtime):
         client.close()
     finally:
         server.stop()
-    leftovers = docker.from_env().containers.list(all=True, filters={"label": "servegate.run"})
+    mine = f"{LABEL_OWNER}={current_owner().run_id}"
+    leftovers = docker.from_env().containers.list(all=True, filters={"label": mine})
     assert leftovers == []

@@ -190,6 +190,21 @@ def test_comparison_shows_regressions_and_fixes(tmp_path, capsys):
     )
 
 
+def test_compare_fail_on_change_lists_every_check_that_ended_differently(tmp_path, capsys):
+    """Two runs of one implementation (local and container) must agree on every check: any
+    change fails, a fix as much as a regression, each listed with both outcomes."""
+    write_json(build_report("a", TARGET, make_cases("failed"), 0.0), tmp_path / "a.json")
+    write_json(build_report("b", TARGET, make_cases("passed"), 0.0), tmp_path / "b.json")
+    args = ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--fail-on-change"]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "servegate compare: 2 difference(s):" in out
+    assert "  c.py::test_metadata: base failed, candidate passed" in out
+    assert "  profile oip-rest: base failure, candidate success" in out
+    same = ["compare", str(tmp_path / "a.json"), str(tmp_path / "a.json"), "--fail-on-change"]
+    assert main(same) == 0
+
+
 def test_a_run_records_the_exchange_of_a_failed_check(pytester, tiny_server):
     pytester.makepyfile(
         test_checks='''
@@ -223,3 +238,25 @@ def test_metadata(v2):
     assert case.failure.exchange.url.endswith("/v2/models/tiny-text-classification")
     assert report.implementation.image == "tiny:dev"
     assert isinstance(report, ConformanceReport)
+
+
+def test_a_check_id_is_the_same_in_every_run_when_a_parameter_carries_a_function():
+    """Two runs of one suite compare check by check: a case parameter whose repr holds a
+    function's memory address must not make its check a different one in each run."""
+    from dataclasses import dataclass
+
+    from servegate.report.conformance import check_id
+
+    @dataclass
+    class Case:
+        id: str
+        build: object
+
+        def __str__(self) -> str:
+            return self.id
+
+    first = check_id(
+        "t.py::test_x[mlserver-a]", {"target": "mlserver", "case": Case("a", lambda: 1)}
+    )
+    again = check_id("t.py::test_x[kserve-a]", {"target": "kserve", "case": Case("a", lambda: 2)})
+    assert first == again == "t.py::test_x[case=a]"

@@ -85,6 +85,24 @@ def compare(base: ConformanceReport, candidate: ConformanceReport) -> Comparison
     return Comparison(base, candidate, profiles, changes)
 
 
+def identity_problems(cmp: Comparison, base_name: str, candidate_name: str) -> list[str]:
+    """One line per check that did not end the same way in both reports (its id, then each
+    side's outcome), and per profile whose result differs: empty when the two runs agree on
+    every check. For two runs of one implementation (local processes and containers, say)."""
+    lines = [
+        f"{ch.check}: {base_name} {ch.before or 'not run'}, "
+        f"{candidate_name} {ch.after or 'not run'}"
+        for ch in cmp.changes
+    ]
+    lines += [
+        f"profile {p.name}: {base_name} {p.before or 'absent'}, "
+        f"{candidate_name} {p.after or 'absent'}"
+        for p in cmp.profiles
+        if p.before != p.after
+    ]
+    return lines
+
+
 def _label(report: ConformanceReport) -> str:
     impl = report.implementation
     return impl.image or impl.description or impl.slot

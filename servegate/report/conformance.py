@@ -311,7 +311,10 @@ PARAM_LIMIT = 80
 
 
 def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else repr(value)
+    # str(), not repr(): a case object names itself by its id there, where its repr may hold
+    # a function's memory address, which differs from run to run and would make one check
+    # two different checks to a comparison of two runs
+    text = str(value)
     if len(text) > PARAM_LIMIT:
         return text[:PARAM_LIMIT] + f"...<{len(text)} chars>"
     return text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from servegate.report.compare import compare, render_html, render_markdown
+from servegate.report.compare import compare, identity_problems, render_html, render_markdown
 from servegate.report.schema import read_report
 
 
@@ -37,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="exit 1 when a check's outcome or a profile's result got worse",
     )
+    cmp.add_argument(
+        "--fail-on-change",
+        action="store_true",
+        help="exit 1 when any check ended differently (two runs of one implementation, e.g. "
+        "local processes and containers, must agree on every check); lists each",
+    )
     cmp.set_defaults(func=cmd_compare)
 
 
@@ -49,6 +55,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(text)
     if args.html is not None:
         args.html.write_text(render_html(result), encoding="utf-8")
+    if args.fail_on_change:
+        problems = identity_problems(result, "base", "candidate")
+        if problems:
+            print(f"servegate compare: {len(problems)} difference(s):")
+            for line in problems:
+                print(f"  {line}")
+            return 1
     regressions = len(result.regressions) + len(result.profile_regressions)
     if args.fail_on_regression and regressions:
         first = (result.profile_regressions or result.regressions)[0]
