@@ -4,6 +4,9 @@ explains itself in ``--help``."""
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 
 from servegate.entry.cli import build_parser
 
@@ -45,16 +48,27 @@ def test_the_walk_reaches_the_load_subcommand_and_its_options():
     assert len(parsers) > 5
 
 
+#: run in a process of its own: Locust monkey-patches ssl when imported, which recurses in a
+#: pytest process where other tests have already imported ssl
+_LOCUST_OPTIONS = """
+import json
+from locust import events
+from locust.argument_parser import get_empty_argument_parser, setup_parser_arguments
+import servegate.load.locust_plugin  # registers the options
+parser = get_empty_argument_parser(add_help=True)
+setup_parser_arguments(parser)
+before = {a.dest for a in parser._actions}
+events.init_command_line_parser.fire(parser=parser)
+ours = [a for a in parser._actions if a.dest not in before]
+print(json.dumps([[a.dest, a.option_strings, (a.help or "").strip()] for a in ours]))
+"""
+
+
 def test_every_option_servegate_adds_to_locust_has_a_help_line():
-    from locust import events
-    from locust.argument_parser import get_empty_argument_parser, setup_parser_arguments
-
-    import servegate.load.locust_plugin  # noqa: F401  (registers the options)
-
-    parser = get_empty_argument_parser(add_help=True)
-    setup_parser_arguments(parser)
-    before = {a.dest for a in parser._actions}
-    events.init_command_line_parser.fire(parser=parser)
-    ours = [a for a in parser._actions if a.dest not in before]
-    assert {"slo", "metrics_url", "metric", "thresholds"} <= {a.dest for a in ours}
-    assert [a.option_strings for a in ours if not (a.help or "").strip()] == []
+    out = subprocess.run(
+        [sys.executable, "-c", _LOCUST_OPTIONS], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    ours = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"slo", "metrics_url", "metric", "thresholds"} <= {dest for dest, _, _ in ours}
+    assert [options for _, options, text in ours if not text] == []
