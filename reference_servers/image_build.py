@@ -12,6 +12,7 @@ is reused as it is.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import shutil
@@ -246,33 +247,32 @@ def build_runtime(
                 package, inputs / package.name, ignore=shutil.ignore_patterns("__pycache__")
             )
         _world_readable(inputs)
-        volumes = {str(inputs): {"bind": str(recipes.INPUTS), "mode": "ro"}}
-        volumes.update({h: {"bind": c, "mode": "ro"} for h, c in mounts.volumes.items()})
+        binds = {str(inputs): str(recipes.INPUTS), **mounts.volumes}
         env = dict(mounts.env)
         if cache_dir is not None:
             cache_dir.mkdir(parents=True, exist_ok=True)
-            volumes[str(cache_dir.resolve())] = {"bind": str(pip_config.CACHE_MOUNT), "mode": "rw"}
             env["PIP_CACHE_DIR"] = str(pip_config.CACHE_MOUNT)
         else:
             env["PIP_NO_CACHE_DIR"] = "1"
         owner = None if os.geteuid() == 0 else f"{os.geteuid()}:{os.getegid()}"
-        script = recipes.build_script(recipe, build.device, torch_index, owner)
+        script = recipes.build_script(recipe, build.device, torch_index, owner, env)
+        (inputs / recipes.BUILD_SCRIPT).write_text(script)
         labels = recipes.runtime_labels(recipe, build.device, pins, build.base, base_image.id)
         log(f"[image {build.runtime}] installing {recipe.requirements.name} on {build.base} "
             f"(log: {log_path})")  # fmt: skip
-        # A build container carries no owner labels: commit copies a container's labels into
-        # the image, and every container of that image would then look like a leftover of this
-        # build. It has a fixed name instead; a build killed outright leaves it for the next
-        # build of the same tag to remove.
+        # The build container's configuration ends up in the committed image (docker commit
+        # merges it in, and its command becomes the layer's history): so no environment (the
+        # script exports pip's settings), bind mounts that declare no volumes, no owner labels
+        # (every container of the image would look like a leftover of this build). It has a
+        # fixed name instead: a build killed outright leaves it for the next build of the tag.
         name = _build_container_name(tag)
         _remove_stale_build(client, name, tag)
         container = client.containers.create(
             base_image.id,
             name=name,
-            entrypoint=["/bin/sh", "-c"],
-            command=[script],
-            environment=env,
-            volumes=volumes,
+            entrypoint=["/bin/sh"],
+            command=[str(recipes.INPUTS / recipes.BUILD_SCRIPT)],
+            mounts=_bind_mounts(binds, cache_dir),
             # proxies and package indexes the host reaches, the build reaches the same way
             network_mode="host",
             user="0",
@@ -286,18 +286,37 @@ def build_runtime(
                     f"building {tag} failed: the install in {build.base} exited with code "
                     f"{code} (log: {log_path})\n" + _tail(log_path)
                 )
-            repository, _, version = tag.rpartition(":")
-            changes = recipes.commit_changes(
-                recipe, labels, base_image.attrs.get("Config", {}).get("Env") or []
-            )
-            container.commit(repository=repository, tag=version, changes=changes)
+            installed = container.commit()
         finally:
             with contextlib.suppress(Exception):
                 container.remove(force=True)
+    # The official contract goes on in a metadata-only Dockerfile (no RUN: the classic builder,
+    # no BuildKit needed), which, unlike commit's changes, really resets the entry point.
+    dockerfile = recipes.contract_dockerfile(
+        installed.id, recipe, labels, base_image.attrs.get("Config", {}).get("Env") or []
+    )
+    try:
+        client.images.build(
+            fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True, pull=False
+        )
+    except Exception as exc:
+        raise ImageBuildError(f"tagging {tag} failed: {_engine_reason(exc)}") from None
     image = local_image(client, tag)
     if image is None:
-        raise ImageBuildError(f"docker commit reported no error, but {tag} is not there")
+        raise ImageBuildError(f"the build reported no error, but {tag} is not there")
     return _result(tag, image, started, reused=False)
+
+
+def _bind_mounts(binds: Mapping[str, str], cache_dir: Path | None) -> list[Any]:
+    """Read-only bind mounts, and pip's cache read-write (HostConfig mounts: no VOLUME)."""
+    from docker.types import Mount
+
+    mounts = [
+        Mount(target, source, type="bind", read_only=True) for source, target in binds.items()
+    ]
+    if cache_dir is not None:
+        mounts.append(Mount(str(pip_config.CACHE_MOUNT), str(cache_dir.resolve()), type="bind"))
+    return mounts
 
 
 def _build_container_name(tag: str) -> str:
@@ -332,7 +351,8 @@ def _follow(container: Any, log_path: Path, prefix: str, log: Callable[[str], No
             for raw in lines:
                 line = raw.decode("utf-8", errors="replace").rstrip()
                 if line.startswith(("Collecting", "Successfully", "ERROR", "servegate:")):
-                    log(f"{prefix} {line}")
+                    # pip's summary names every package: the log has it whole
+                    log(f"{prefix} {line[:160]}{' ...' if len(line) > 160 else ''}")
 
 
 def _torch_index(

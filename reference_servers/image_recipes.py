@@ -46,6 +46,7 @@ WORKDIR = PurePosixPath("/opt/servegate")
 MODELS_DIR = PurePosixPath("/mnt/models")
 #: where the build container sees the recipe's inputs (requirements, packages to copy in)
 INPUTS = PurePosixPath("/servegate-build")
+BUILD_SCRIPT = "build.sh"
 #: the official images run as this user; staged files are made world-readable for it
 UID = 1000
 PORTS = {"http": 8080, "grpc": 8081, "metrics": 8082}
@@ -143,16 +144,24 @@ def pins_hash(recipe: Recipe, device: str, base_id: str, torch_index: str | None
     return digest.hexdigest()[:16]
 
 
-def build_script(recipe: Recipe, device: str, torch_index: str | None, owner: str | None) -> str:
+def build_script(
+    recipe: Recipe,
+    device: str,
+    torch_index: str | None,
+    owner: str | None,
+    env: Mapping[str, str] | None = None,
+) -> str:
     """The shell script the build container runs (as root, in the base image).
 
-    ``owner`` ("uid:gid") gets pip's cache back: the container writes it as root.
+    ``owner`` ("uid:gid") gets pip's cache back: the container writes it as root. ``env``
+    (pip's settings, proxies) is exported by the script, so that it stays out of the image.
     """
     venv_python = VENV / "bin" / "python"
     pip = f"{venv_python} -m pip --disable-pip-version-check"
     index = f" --extra-index-url {shlex.quote(torch_index)}" if torch_index else ""
     lines = [
         "set -eu",
+        *(f"export {k}={shlex.quote(v)}" for k, v in (env or {}).items()),
         f"trap 'chown -R {owner} {CACHE_MOUNT} 2>/dev/null || true' EXIT" if owner else "",
         # a bare Debian base (servegate/base:bookworm) has no Python: the distribution's 3.11
         "if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then",
@@ -198,10 +207,13 @@ def build_script(recipe: Recipe, device: str, torch_index: str | None, owner: st
     return "\n".join(line for line in lines if line) + "\n"
 
 
-def commit_changes(recipe: Recipe, labels: Mapping[str, str], base_env: Sequence[str]) -> list[str]:
-    """Dockerfile instructions ``docker commit --change`` applies: the official contract."""
+def contract_dockerfile(
+    installed: str, recipe: Recipe, labels: Mapping[str, str], base_env: Sequence[str]
+) -> str:
+    """A Dockerfile of metadata only: the installed image with the official contract."""
     base_path = next((e.split("=", 1)[1] for e in base_env if e.startswith("PATH=")), None)
     changes = [
+        f"FROM {installed}",
         f"ENV PATH={VENV / 'bin'}:{base_path or DEFAULT_PATH}",
         f"ENV VIRTUAL_ENV={VENV}",
         "ENV PYTHONUNBUFFERED=1",
@@ -213,7 +225,7 @@ def commit_changes(recipe: Recipe, labels: Mapping[str, str], base_env: Sequence
         f"USER {UID}",
     ]
     changes += [f"LABEL {k}={json.dumps(v)}" for k, v in labels.items()]
-    return changes
+    return "\n".join(changes) + "\n"
 
 
 def runtime_labels(

@@ -144,6 +144,11 @@ def test_build_script_installs_the_pins_into_a_venv_and_python_where_missing(tmp
     assert f"cp -r {recipes.INPUTS}/pkg " in script
     assert f"chown -R 1001:1001 {CACHE_MOUNT}" in script
     assert "torch!=" not in script
+    # pip's settings are exported by the script: a container's environment would stay in the image
+    env = {"PIP_FIND_LINKS": "/servegate-host/opt/my wheels", "HTTPS_PROXY": "http://u:p@proxy"}
+    exported = recipes.build_script(recipe, "cpu", None, owner=None, env=env)
+    assert "export PIP_FIND_LINKS='/servegate-host/opt/my wheels'" in exported
+    assert "export HTTPS_PROXY=http://u:p@proxy" in exported
     gpu = recipes.build_script(recipe, "cuda", None, owner=None)
     # a CPU wheel among the host's sources must not satisfy torch==X in the GPU image
     assert "echo 'torch!=2.13.0+cpu' > /tmp/servegate-cuda.txt" in gpu
@@ -159,14 +164,17 @@ def test_build_script_runs_in_a_shell(tmp_path):
 
 def test_committed_configuration_is_the_official_contract():
     labels = {recipes.LABEL_IMAGE: "mlserver", recipes.LABEL_PINS: "abc"}
-    ml = recipes.commit_changes(recipes.RECIPES["mlserver"], labels, ["PATH=/usr/local/bin:/bin"])
+    ml = recipes.contract_dockerfile(
+        "sha256:installed", recipes.RECIPES["mlserver"], labels, ["PATH=/usr/local/bin:/bin"]
+    ).splitlines()
+    assert ml[0] == "FROM sha256:installed"
     assert f"ENV PATH={recipes.VENV}/bin:/usr/local/bin:/bin" in ml
     assert 'CMD ["mlserver", "start", "/mnt/models"]' in ml
     assert "ENTRYPOINT []" in ml
     assert "EXPOSE 8080 8081 8082" in ml
     assert "USER 1000" in ml
     assert 'LABEL org.servegate.pins="abc"' in ml
-    ks = recipes.commit_changes(recipes.RECIPES["kserve"], labels, [])
+    ks = recipes.contract_dockerfile("x", recipes.RECIPES["kserve"], labels, []).splitlines()
     assert 'ENTRYPOINT ["python", "-m", "kserve_hf_reference"]' in ks
     assert f"ENV PATH={recipes.VENV}/bin:{recipes.DEFAULT_PATH}" in ks
     assert "EXPOSE 8080 8081" in ks
@@ -318,3 +326,68 @@ def test_built_image_keeps_the_official_contract(runtime):
         if (installed.get(name) or "").split("+")[0] != version
     }
     assert wrong == {}
+
+
+# --- end to end: `servegate serve <runtime> --backend testcontainers`, as a new user runs it ----
+
+#: a short conformance run against the served target: health and metadata of every model
+SHORT_RUN = ("conformance/test_health.py", "conformance/test_v2_metadata.py")
+
+
+def _read_until(proc: subprocess.Popen, marker: str, seen: list[str]) -> bool:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line.rstrip())
+        if marker in line:
+            return True
+    return False
+
+
+@pytest.mark.slow
+@needs_engine
+@pytest.mark.parametrize("runtime", ["mlserver", "kserve"])
+def test_serve_with_containers_prints_urls_and_a_short_conformance_run_passes(tmp_path, runtime):
+    import docker
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "servegate", "--state-dir", str(root / ".servegate"),
+         "--reports-dir", str(tmp_path / "reports"), "serve", runtime,
+         "--backend", "testcontainers", "--ready-timeout", "900"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=root,
+    )  # fmt: skip
+    seen: list[str] = []
+    client = docker.from_env()
+    try:
+        ready = _read_until(proc, "Ctrl-C stops it.", seen)
+        assert ready, "\n".join(seen[-40:])
+        urls = dict(line.split(": ", 1) for line in seen if line.startswith(("HTTP: ", "gRPC: ")))
+        http, grpc = urls["HTTP"], urls["gRPC"]
+        assert http.startswith("http://127.0.0.1:") and grpc.startswith("127.0.0.1:")
+        (command,) = [line.strip() for line in seen if line.strip().startswith("pytest ")]
+        # the container behind the printed port, to check its removal afterwards
+        port = http.rsplit(":", 1)[1]
+        (container,) = [
+            c
+            for c in client.containers.list()
+            if any(b.get("HostPort") == port for bs in (c.ports or {}).values() for b in (bs or []))
+        ]
+        args = command.split()[1:]
+        args = [SHORT_RUN[0], SHORT_RUN[1], *args[1:]]
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", "-q",
+             f"--reports-dir={tmp_path / 'conformance'}"],
+            capture_output=True, text=True, timeout=900, cwd=root,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+        assert " passed" in result.stdout
+        assert " failed" not in result.stdout
+    finally:
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get(container.id)
+    client.close()
