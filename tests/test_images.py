@@ -237,11 +237,19 @@ def test_base_image_without_root_is_one_line(tmp_path):
 
 # --- with the engine --------------------------------------------------------------------------
 
-_ENGINE_PROBLEM = docker_engine_problem(timeout=2)
-needs_engine = pytest.mark.skipif(
-    _ENGINE_PROBLEM is not None and os.environ.get("CI") != "true",
-    reason=f"needs a Docker engine: {_ENGINE_PROBLEM}",
-)
+
+@pytest.fixture
+def engine() -> None:
+    """A Docker engine: skipped without one, except in CI (CI=true), where that is a failure."""
+    problem = docker_engine_problem(timeout=2)
+    if problem is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and no Docker engine: {problem}", pytrace=False)
+    pytest.skip(f"needs a Docker engine: {problem}")
+
+
+needs_engine = pytest.mark.usefixtures("engine")
 
 
 @needs_engine
