@@ -255,7 +255,9 @@ def build_runtime(
         else:
             env["PIP_NO_CACHE_DIR"] = "1"
         owner = None if os.geteuid() == 0 else f"{os.geteuid()}:{os.getegid()}"
-        script = recipes.build_script(recipe, build.device, torch_index, owner, env)
+        script = recipes.build_script(
+            recipe, build.device, torch_index, owner, env, with_cache=cache_dir is not None
+        )
         (inputs / recipes.BUILD_SCRIPT).write_text(script)
         labels = recipes.runtime_labels(recipe, build.device, pins, build.base, base_image.id)
         log(f"[image {build.runtime}] installing {recipe.requirements.name} on {build.base} "

@@ -47,6 +47,8 @@ MODELS_DIR = PurePosixPath("/mnt/models")
 #: where the build container sees the recipe's inputs (requirements, packages to copy in)
 INPUTS = PurePosixPath("/servegate-build")
 BUILD_SCRIPT = "build.sh"
+#: the pins' wheels, kept across builds in pip's cache folder (see build_script)
+WHEELHOUSE = CACHE_MOUNT / "servegate-wheels"
 #: the official images run as this user; staged files are made world-readable for it
 UID = 1000
 PORTS = {"http": 8080, "grpc": 8081, "metrics": 8082}
@@ -150,11 +152,13 @@ def build_script(
     torch_index: str | None,
     owner: str | None,
     env: Mapping[str, str] | None = None,
+    with_cache: bool = False,
 ) -> str:
     """The shell script the build container runs (as root, in the base image).
 
     ``owner`` ("uid:gid") gets pip's cache back: the container writes it as root. ``env``
     (pip's settings, proxies) is exported by the script, so that it stays out of the image.
+    ``with_cache``: pip's cache folder is mounted; the wheels are kept in it too.
     """
     venv_python = VENV / "bin" / "python"
     pip = f"{venv_python} -m pip --disable-pip-version-check"
@@ -191,6 +195,15 @@ def build_script(
         # torch==X too; the GPU image must get the CUDA build
         lines.append(f"echo 'torch!={torch}+cpu' > /tmp/servegate-cuda.txt")
         requirements += " -r /tmp/servegate-cuda.txt"
+    if with_cache:
+        # pip's HTTP cache keeps only responses a proxy lets be cached; a folder of the wheels
+        # themselves does not depend on that. Files already there are not downloaded again,
+        # and the install prefers them (find-links) to the same files on an index.
+        lines += [
+            f"mkdir -p {WHEELHOUSE}",
+            f"{pip} download --progress-bar off{index} -d {WHEELHOUSE} {requirements}",
+            f'export PIP_FIND_LINKS="{WHEELHOUSE} ${{PIP_FIND_LINKS:-}}"',
+        ]
     lines.append(f"{pip} install --progress-bar off{index} {requirements}")
     if recipe.packages:
         site = f'"$({venv_python} -c "import sysconfig; print(sysconfig.get_path(\'purelib\'))")"'
