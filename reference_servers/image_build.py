@@ -306,6 +306,10 @@ def build_runtime(
     image = local_image(client, tag)
     if image is None:
         raise ImageBuildError(f"the build reported no error, but {tag} is not there")
+    if existing is not None and existing.id != image.id:
+        # the image this one replaces, untagged now: gigabytes nobody names any more
+        with contextlib.suppress(Exception):  # still used by a container: it stays
+            client.images.remove(existing.id)
     return _result(tag, image, started, reused=False)
 
 
