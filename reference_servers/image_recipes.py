@@ -195,16 +195,23 @@ def build_script(
         # torch==X too; the GPU image must get the CUDA build
         lines.append(f"echo 'torch!={torch}+cpu' > /tmp/servegate-cuda.txt")
         requirements += " -r /tmp/servegate-cuda.txt"
+    install = f"{pip} install --progress-bar off{index} {requirements}"
     if with_cache:
         # pip's HTTP cache keeps only responses a proxy lets be cached; a folder of the wheels
-        # themselves does not depend on that. Files already there are not downloaded again,
-        # and the install prefers them (find-links) to the same files on an index.
+        # themselves does not depend on that. The download resolves the pins against the
+        # indexes (files already there are not fetched again); the install then takes the
+        # wheels from that folder alone, where the newest of each is what the download chose.
+        # An sdist whose build needs packages from an index installs from the indexes instead.
         lines += [
             f"mkdir -p {WHEELHOUSE}",
             f"{pip} download --progress-bar off{index} -d {WHEELHOUSE} {requirements}",
-            f'export PIP_FIND_LINKS="{WHEELHOUSE} ${{PIP_FIND_LINKS:-}}"',
+            f'PIP_NO_INDEX=1 PIP_FIND_LINKS="{WHEELHOUSE} ${{PIP_FIND_LINKS:-}}" {install} || {{',
+            "  echo 'servegate: the kept wheels did not suffice; installing from the indexes'",
+            f"  {install}",
+            "}",
         ]
-    lines.append(f"{pip} install --progress-bar off{index} {requirements}")
+    else:
+        lines.append(install)
     if recipe.packages:
         site = f'"$({venv_python} -c "import sysconfig; print(sysconfig.get_path(\'purelib\'))")"'
         for package in recipe.packages:
