@@ -122,9 +122,7 @@ def build_base(
     started = time.monotonic()
     if os.geteuid() != 0:
         raise ImageBuildError("servegate image build base runs debootstrap, which needs root")
-    debootstrap = shutil.which("debootstrap") or next(
-        (p for p in ("/usr/sbin/debootstrap", "/sbin/debootstrap") if Path(p).exists()), None
-    )
+    debootstrap = find_debootstrap()
     if debootstrap is None:
         raise ImageBuildError(
             "servegate image build base needs debootstrap (apt-get install debootstrap)"
@@ -167,6 +165,13 @@ def build_base(
     if image is None:
         raise ImageBuildError(f"docker import reported no error, but {tag} is not there")
     return _result(tag, image, started, reused=False)
+
+
+def find_debootstrap() -> str | None:
+    # /usr/sbin is not on a user's PATH
+    return shutil.which("debootstrap") or next(
+        (p for p in ("/usr/sbin/debootstrap", "/sbin/debootstrap") if Path(p).exists()), None
+    )
 
 
 def _run_logged(argv: list[str], log_path: Path, what: str) -> None:

@@ -226,11 +226,25 @@ def test_without_an_engine_image_build_says_so_in_one_line(what, tmp_path):
     ]
 
 
-def test_base_image_without_root_is_one_line(tmp_path):
-    code = (
-        "import os, sys; os.geteuid = lambda: 1000; "
-        "from servegate.entry.cli import main; sys.exit(main(sys.argv[1:]))"
-    )
+@pytest.mark.parametrize(
+    ("patch", "line"),
+    [
+        (
+            "os.geteuid = lambda: 1000",
+            "servegate image build base runs debootstrap, which needs root",
+        ),
+        (
+            "os.geteuid = lambda: 0; "
+            "import servegate.reference_servers.image_build as b; "
+            "b.find_debootstrap = lambda: None",
+            "servegate image build base needs debootstrap (apt-get install debootstrap)",
+        ),
+    ],
+    ids=["not-root", "no-debootstrap"],
+)
+def test_base_image_says_what_is_missing_in_one_line(tmp_path, patch, line):
+    main = "from servegate.entry.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = f"import os, sys; {patch}; {main}"
     result = subprocess.run(
         [sys.executable, "-c", code, "--reports-dir", str(tmp_path), "image", "build", "base"],
         capture_output=True,
@@ -238,9 +252,7 @@ def test_base_image_without_root_is_one_line(tmp_path):
         timeout=120,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == (
-        "servegate: error: servegate image build base runs debootstrap, which needs root"
-    )
+    assert result.stderr.strip() == f"servegate: error: {line}"
 
 
 # --- with the engine --------------------------------------------------------------------------
