@@ -144,12 +144,15 @@ def stage_repository(
     spec: ServerSpec,
     fixtures: FixtureSet,
     dest: Path,
+    image_labels: Mapping[str, str] | None = None,
 ) -> ServerLayout:
     """Write the model repository the server reads into ``dest`` and say how to start it.
 
     ``dest`` ends up mounted read-only at /mnt/models (a volume here, a hostPath volume or a
     modelcar image in kind), so it holds copies, never links to this machine's paths. The
-    fixture models are tiny; copying keeps every delivery form the same.
+    fixture models are tiny; copying keeps every delivery form the same. ``image_labels`` are
+    the image's labels where known: servegate's own build (``servegate image build``) is named
+    as such, and its KServe image runs servegate's KServe HF server classes.
     """
     backend_opts, runtime_opts = split_options(spec.options)
     dest = Path(dest)
@@ -157,13 +160,16 @@ def stage_repository(
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     image = image_for(runtime, spec.device, backend_opts)
+    built = servegate_build(image_labels or {})
     if runtime == "mlserver":
         layout = _stage_mlserver(spec, fixtures, dest, image, runtime_opts)
     elif runtime == "kserve":
-        layout = _stage_kserve(spec, fixtures, dest, image, backend_opts, runtime_opts)
+        layout = _stage_kserve(spec, fixtures, dest, image, backend_opts, runtime_opts, built)
     else:
         raise ServegateError(f"runtime {runtime!r} has no container layout")
     _world_readable(dest)
+    if built:
+        layout = replace(layout, implementation=f"{layout.implementation}: {built}")
     # the spec's environment (thread limits) wins over the layout's; a CPU limit is the
     # backend's to set
     return replace(layout, env={**layout.env, **spec.env}, cpus=cpu_limit(backend_opts.get("cpus")))
@@ -180,6 +186,13 @@ def cpu_limit(value: Any) -> float | None:
     if not cpus > 0:
         raise ServegateError(f"cpus={value!r}: expected a positive number of cores")
     return cpus
+
+
+def servegate_build(labels: Mapping[str, str]) -> str | None:
+    """What servegate's own image build says it is (its implementation label), else None."""
+    from servegate.reference_servers.image_recipes import LABEL_IMPLEMENTATION
+
+    return labels.get(LABEL_IMPLEMENTATION) or None
 
 
 def _stage_mlserver(
@@ -262,6 +275,7 @@ def _stage_kserve(
     image: str,
     backend_opts: dict[str, Any],
     options: dict[str, Any],
+    built: str | None = None,
 ) -> ServerLayout:
     from servegate.reference_servers.kserve_huggingface import runtime as ks
 
@@ -327,7 +341,11 @@ def _stage_kserve(
             env=env,
             ports=ports,
             models={model.name: model.task},
-            implementation=f"KServe huggingfaceserver image {image} (official entry point)",
+            implementation=(
+                f"KServe HF server image {image} (its entry point)"
+                if built
+                else f"KServe huggingfaceserver image {image} (official entry point)"
+            ),
             declared_features=features([model]),
             gpu=gpu,
         )
@@ -344,12 +362,21 @@ def _stage_kserve(
         name="kserve",
         image=image,
         entrypoint=("python", "-m", ks.PACKAGE),
-        args=("--implementation=official", *model_args, *common, *port_args),
+        # servegate's own image has no huggingfaceserver: its classes are servegate's
+        args=(
+            f"--implementation={'servegate' if built else 'official'}",
+            *model_args,
+            *common,
+            *port_args,
+        ),  # fmt: skip
         env={**env, "PYTHONPATH": str(MODELS_MOUNT / LAUNCHER_DIR)},
         ports=ports,
         models={**{m.name: m.task for m in chosen}, ks.NUMERIC_MODEL_NAME: ks.NUMERIC_TASK},
         implementation=(
-            f"KServe huggingfaceserver image {image} (official model classes, every model "
+            f"KServe HF server image {image} (servegate's model classes, every model in one "
+            "process through servegate's launcher)"
+            if built
+            else f"KServe huggingfaceserver image {image} (official model classes, every model "
             "in one process through servegate's launcher)"
         ),
         declared_features=features(chosen),
@@ -770,9 +797,11 @@ def start_container(
     root = _use_own_cleanup(state_dir, log)
     owner = current_owner()
     name = f"{runtime}-{spec.device}"
+    image, labels = resolve_image(runtime, spec, log)
+    spec = replace(spec, options={**spec.options, "image": image})
     repository = run_folder(root, owner) / f"{name}-{uuid.uuid4().hex[:8]}"
     try:
-        layout = stage_repository(runtime, spec, fixtures, repository)
+        layout = stage_repository(runtime, spec, fixtures, repository, labels)
     except BaseException:
         shutil.rmtree(repository, ignore_errors=True)
         raise
@@ -811,6 +840,49 @@ def start_container(
             f"{name}: could not start {layout.image}: {_first_line(exc)} (log: {log_path})"
         ) from exc
     return server
+
+
+def resolve_image(
+    runtime: str, spec: ServerSpec, log: Callable[[str], None] = print
+) -> tuple[str, Mapping[str, str]]:
+    """The image to run and its labels: the requested one (the official image unless
+    ``image=``/``version=`` say otherwise) where present or pullable; else, for the default,
+    servegate's own build of the local env's pins where present (said in the log and, through
+    the layout's implementation, in the report); else ServegateError naming the image, why,
+    and the command that builds one."""
+    from servegate.reference_servers import image_build
+    from servegate.reference_servers.image_recipes import build_command, runtime_tag
+
+    backend_opts, _ = split_options(spec.options)
+    wanted = image_for(runtime, spec.device, backend_opts)
+    client = image_build.docker_client()
+    try:
+        image = image_build.local_image(client, wanted)
+        problem = None
+        if image is None:
+            log(f"[{runtime}] {wanted} is not here; pulling it")
+            problem = image_build.pull_problem(client, wanted)
+            image = image_build.local_image(client, wanted) if problem is None else None
+        if image is not None:
+            return wanted, image_build.image_labels(image)
+        build = build_command(runtime, spec.device)
+        own = runtime_tag(runtime, spec.device)
+        fallback = None
+        if not (backend_opts.get("image") or backend_opts.get("version")):
+            fallback = image_build.local_image(client, own)
+        if fallback is not None:
+            log(
+                f"[{runtime}] {wanted} cannot be pulled ({problem}); using servegate's build "
+                f"{own} of the local env's pins instead"
+            )
+            return own, image_build.image_labels(fallback)
+    finally:
+        client.close()
+    raise ServegateError(
+        f"image {wanted} is not present and cannot be pulled ({problem or 'not found'}); "
+        f"`{build}` builds {own} from servegate's pins (used by default when the official "
+        f"image cannot be had, or name it with --option image={own})"
+    )
 
 
 def container_target(

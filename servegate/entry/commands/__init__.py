@@ -11,4 +11,5 @@ COMMANDS = (
     "servegate.entry.commands.gate",
     "servegate.entry.commands.compare",
     "servegate.entry.commands.doctor",
+    "servegate.entry.commands.image",
 )
