@@ -258,6 +258,22 @@ def test_chunk_counts_bursts_client_lag_and_p99_sample_size_are_named() -> None:
     assert "servegate's run was marked **INVALID**" in side_by_side.markdown(doc)
 
 
+def test_an_open_loops_throughput_names_servegates_own_draw_of_arrivals() -> None:
+    ours = servegate_run(itl_count=16)
+    ours["config"] = {"schedule": {"offered_rate": 4.0, "scheduled_rate": 3.2}}
+    figures = side_by_side.servegate_figures(ours)
+    figures["request_throughput"] = figures["request_throughput"] * 0.8  # outside the goal
+    doc = side_by_side.compare(figures, read_result(RECORDED), CONTEXT)
+    rows = {r["figure"]: r for r in doc["rows"]}
+    text = rows["request throughput (req/s)"]["explanation"]
+    assert "asked for 3.20 req/s of the 4 offered (0.80)" in text
+    # a closed loop has no schedule, and says nothing of one
+    closed = side_by_side.compare(
+        side_by_side.servegate_figures(servegate_run(itl_count=16)), read_result(RECORDED), CONTEXT
+    )
+    assert all("draw" not in (r["explanation"] or "") for r in closed["rows"])
+
+
 def test_rounds_are_put_side_by_side_as_medians() -> None:
     """Three rounds: each side's figure is its median, failures add up, one bad round's
     validity flag is kept."""

@@ -78,6 +78,11 @@ def servegate_figures(document: Mapping[str, Any]) -> dict[str, Any]:
         "output_held": block["output_held"],
         "valid": document["validity"]["valid"],
         "validity_flags": [f["detail"] for f in document["validity"].get("flags", [])],
+        # open loop: the rate the seeded schedule actually asked for (its own draw of gaps)
+        "scheduled_rate": ((document.get("config") or {}).get("schedule") or {}).get(
+            "scheduled_rate"
+        ),
+        "offered_rate": ((document.get("config") or {}).get("schedule") or {}).get("offered_rate"),
     }
 
 
@@ -304,6 +309,14 @@ def explain(
                 "chunks read together in one go, so the ITL distribution is a mix of near-zero "
                 "gaps and whole steps, and its percentiles move with how the bursts fall"
             )
+    scheduled, offered = ours.get("scheduled_rate"), ours.get("offered_rate")
+    if metric == "throughput" and scheduled and offered:
+        notes.append(
+            f"open loop: each side draws its own arrival times, and the throughput of "
+            f"{ours['requests']} requests follows that draw; servegate's seeded schedule asked "
+            f"for {scheduled:.2f} req/s of the {offered:g} offered ({scheduled / offered:.2f}), "
+            "vLLM's draw is not recorded in its result"
+        )
     if not ours.get("valid", True) and (q == 99 or metric == "itl"):
         notes.append(
             "servegate's client was starved in its run ("
