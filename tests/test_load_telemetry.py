@@ -219,3 +219,17 @@ def test_series_keep_the_catalogue_order_whatever_the_page_order():
     scraper = telemetry.Scraper("http://x/metrics", extra=("my_gauge",), get=lambda _: page)
     scraper.scrape(now=1.0)
     assert list(scraper.report(0.0)["series"]) == ["running_requests", "kv_cache_usage", "my_gauge"]
+
+
+def test_a_report_keeps_its_times_and_values_together_while_scraping_goes_on():
+    """The scraper runs until the run ends, which can be after the report is taken: the report
+    is a snapshot whose every series has one value per time (a plot of it needs both alike)."""
+    page = "vllm:num_requests_running 2\n"
+    scraper = telemetry.Scraper("http://x/metrics", get=lambda _: page)
+    scraper.scrape(now=1.0)
+    scraper.scrape(now=2.0)
+    report = scraper.report(0.0)
+    scraper.scrape(now=3.0)
+    series = report["series"]["running_requests"]
+    assert series["t_s"] == [1.0, 2.0]
+    assert series["values"] == [2.0, 2.0]

@@ -259,7 +259,8 @@ class Scraper:
         # in the catalogue's order, the user's last: the plot shows the first few
         order = list(self._sources())
         series = {
-            name: {"metric": self._metric.get(name, name), "t_s": t_s, "values": values}
+            # copies as long as the times: the scraper may go on scraping after this report
+            name: {"metric": self._metric.get(name, name), "t_s": t_s, "values": values[: len(t_s)]}
             for name, values in sorted(self._values.items(), key=lambda kv: order.index(kv[0]))
             if any(v is not None for v in values)
         }
