@@ -25,7 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
     )
     build.add_argument("what", choices=WHAT, help="which image")
-    build.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    build.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cpu (default) or cuda: the runtime's CPU or CUDA build of its pins",
+    )
     build.add_argument(
         "--base",
         default=None,
@@ -51,12 +56,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         "package sources (default: the host's pip configuration, `pip config list`, PIP_*)"
     )
     pip.add_argument("--cert", default=None, metavar="FILE", help="CA bundle pip trusts")
-    pip.add_argument("--index-url", default=None, metavar="URL")
-    pip.add_argument("--extra-index-url", action="append", default=[], metavar="URL")
+    pip.add_argument(
+        "--index-url", default=None, metavar="URL", help="package index (default: the host's)"
+    )
+    pip.add_argument(
+        "--extra-index-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="another package index; repeatable",
+    )
     pip.add_argument(
         "--find-links", action="append", default=[], metavar="DIR|URL", help="extra wheel folders"
     )
-    pip.add_argument("--constraint", action="append", default=[], metavar="FILE")
+    pip.add_argument(
+        "--constraint",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a pip constraints file, applied to the install; repeatable",
+    )
     pip.add_argument(
         "--no-host-pip-config",
         action="store_true",
