@@ -61,8 +61,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         grpc_port=args.grpc_port,
         log=_log,
     )
-    # SIGTERM (a CI runner, kill) stops the server like Ctrl-C does
+    # SIGTERM (a CI runner, kill) stops the server like Ctrl-C does; so does SIGINT even when
+    # the shell started us in the background, where SIGINT arrives ignored and Python then
+    # never turns it into KeyboardInterrupt
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         target = server.target
         model_args = " ".join(f"--model {m.name}={m.task}" for m in target.models.values())
