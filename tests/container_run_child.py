@@ -7,6 +7,7 @@ on IMAGE (a test image that never gets ready) and waits; the test then signals o
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -32,4 +33,7 @@ def main(state_dir: Path, image: str, ready_timeout: float) -> None:
 
 
 if __name__ == "__main__":
+    # Ctrl-C as a terminal delivers it, even when this test run was started as a background job
+    # (which starts its children with SIGINT ignored, and Python then raises nothing on it)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     main(Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]))
