@@ -79,33 +79,25 @@ def parse_config_list(text: str) -> dict[str, tuple[str, ...]]:
 def host_sources(python: str = sys.executable) -> PipSources:
     """The host's pip configuration as ``python -m pip config list`` reports it (files and
     ``PIP_*`` variables alike), and its proxy variables; empty when pip cannot say."""
-    try:
-        out = subprocess.run(
-            [python, "-m", "pip", "config", "list"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        out = ""
+    out = _pip(python, "config", "list") or ""
     proxies = {k: v for k in PROXY_VARS if (v := os.environ.get(k))}
     return PipSources(parse_config_list(out), proxies)
 
 
 def host_cache_dir(python: str = sys.executable) -> Path | None:
     """The host's pip cache folder (``pip cache dir``), None when pip's cache is off."""
+    out = (_pip(python, "cache", "dir") or "").strip()
+    return Path(out) if out else None
+
+
+def _pip(python: str, *args: str) -> str | None:
+    """What ``python -m pip ARGS`` prints, None when it fails (pip missing, an error)."""
     try:
-        out = subprocess.run(
-            [python, "-m", "pip", "cache", "dir"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        ).stdout.strip()
+        return subprocess.run(
+            [python, "-m", "pip", *args], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    return Path(out) if out else None
 
 
 def container_mounts(sources: PipSources) -> PipMounts:
