@@ -254,21 +254,20 @@ SERVER_HISTOGRAMS = {
 
 def histogram_totals(metrics_text: str) -> dict[str, tuple[float, float]]:
     """(sum, count) of each SERVER_HISTOGRAMS series in a Prometheus text page, added over
-    labels (engines, models)."""
-    totals: dict[str, list[float]] = {}
-    for line in metrics_text.splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        name, _, rest = line.partition("{") if "{" in line.split(" ")[0] else line.partition(" ")
-        value = rest.rsplit(" ", 1)[-1]
-        for metric, series in SERVER_HISTOGRAMS.items():
-            for suffix, index in (("_sum", 0), ("_count", 1)):
-                if name == series + suffix:
-                    try:
-                        totals.setdefault(metric, [0.0, 0.0])[index] += float(value)
-                    except ValueError:
-                        continue
-    return {k: (v[0], v[1]) for k, v in totals.items()}
+    labels (engines, models); empty for a page that is not the format."""
+    from servegate.load.prometheus import PrometheusFormatError, parse
+
+    wanted = {s + suffix for s in SERVER_HISTOGRAMS.values() for suffix in ("_sum", "_count")}
+    try:
+        page = parse(metrics_text, only=wanted)
+    except PrometheusFormatError:
+        return {}
+    totals: dict[str, tuple[float, float]] = {}
+    for metric, series in SERVER_HISTOGRAMS.items():
+        sums, counts = page.values(series + "_sum"), page.values(series + "_count")
+        if sums or counts:
+            totals[metric] = (sum(sums), sum(counts))
+    return totals
 
 
 def server_means(
