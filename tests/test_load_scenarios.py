@@ -77,31 +77,22 @@ def v2_only_port() -> Iterator[int]:
 
 
 def locust(
-    tmp_path: Path, port: int, *args: str, seconds: int = 2, users: int = 2
+    tmp_path: Path,
+    port: int,
+    *args: str,
+    seconds: int = 2,
+    users: int | None = 2,
+    timeout: float = 90,
 ) -> subprocess.CompletedProcess:
+    """A headless Locust run against the calibration server; ``users=None`` leaves the user
+    count to the arguments (``--rate``/``--concurrency`` set it)."""
+    spawn = ["-u", str(users), "-r", str(users)] if users is not None else []
     cmd = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOADTESTS),
-        "--headless",
-        "-u",
-        str(users),
-        "-r",
-        str(users),
-        "-t",
-        f"{seconds}s",
-        "--host",
-        f"http://127.0.0.1:{port}",
-        "--reports-dir",
-        str(tmp_path),
-        "--only-summary",
-        "--stop-timeout",
-        "5",
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=90, cwd=ROOT)
+        sys.executable, "-m", "locust", "-f", str(LOADTESTS), "--headless", *spawn,
+        "-t", f"{seconds}s", "--host", f"http://127.0.0.1:{port}", "--reports-dir", str(tmp_path),
+        "--only-summary", "--stop-timeout", "5", *args,
+    ]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
 def test_every_scenario_runs_headless_and_writes_its_results(tmp_path, http_port, grpc_port):

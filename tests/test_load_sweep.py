@@ -18,7 +18,8 @@ import pytest
 if importlib.util.find_spec("locust") is None:
     pytest.skip("locust is not installed (the 'load' extra)", allow_module_level=True)
 
-from tests.test_load_scenarios import LOADTESTS, ROOT, _port, _serve
+from tests.test_load_scenarios import ROOT, _port, _serve
+from tests.test_load_scenarios import locust as scenario_locust
 
 
 @pytest.fixture(scope="module")
@@ -38,25 +39,8 @@ def slow_port() -> Iterator[int]:
 
 
 def locust(tmp_path: Path, port: int, *args: str, seconds: int = 20) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOADTESTS),
-        "--headless",
-        "-t",
-        f"{seconds}s",
-        "--host",
-        f"http://127.0.0.1:{port}",
-        "--reports-dir",
-        str(tmp_path),
-        "--only-summary",
-        "--stop-timeout",
-        "5",
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    """The scenarios' Locust run with the load shape left to the arrival options."""
+    return scenario_locust(tmp_path, port, *args, seconds=seconds, users=None, timeout=120)
 
 
 def test_every_scenario_runs_open_loop_until_its_request_budget(tmp_path, http_port, grpc_port):
